@@ -1,0 +1,321 @@
+//! fs: directories named in the config, opened through cap-std so that no
+//! path (`..`, absolute, a symlink leading out) can leave them. Grant:
+//! `fs=NAME:ro|rw`, checked once at `open`; the handle carries the access.
+
+use std::io::{Read, Write};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::UNIX_EPOCH;
+
+use cap_std::ambient_authority;
+use cap_std::fs::{Dir, File};
+use futures::future::BoxFuture;
+use wasmtime::component::Resource;
+
+use super::bindings::opshost::plugin::fs::{self as wit, Entry, EntryKind};
+use super::stream::{ByteSink, ByteSource, Origin, Reader, Writer};
+use super::{CapError, Grant};
+use crate::policy::FsAccess;
+use crate::runtime::HostState;
+
+/// An open, granted directory.
+pub struct DirHandle {
+    name: String,
+    dir: Dir,
+    access: FsAccess,
+}
+
+impl DirHandle {
+    /// Open a configured directory for the host itself (e.g. db dump targets).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn cap_dir(&self) -> &Dir {
+        &self.dir
+    }
+
+    fn require_rw(&self, what: &str) -> Result<(), CapError> {
+        match self.access {
+            FsAccess::Rw => Ok(()),
+            FsAccess::Ro => Err(CapError::missing(
+                &Grant::Fs { resource: self.name.clone(), access: FsAccess::Rw },
+                &format!("{what} needs rw; this plugin has fs={}:ro", self.name),
+            )),
+        }
+    }
+}
+
+/// A plugin path, checked before it reaches the OS: relative, no `..`, no
+/// NUL. cap-std then refuses symlinks that lead out of the directory.
+pub fn checked_path<'a>(dir: &str, path: &'a str, allow_root: bool) -> Result<&'a Path, CapError> {
+    let p = Path::new(path);
+    if path.contains('\0') {
+        return Err(CapError::Invalid(format!("path {path:?} contains NUL")));
+    }
+    if p.is_absolute() || p.components().any(|c| matches!(c, Component::ParentDir | Component::Prefix(_))) {
+        return Err(CapError::Denied(format!(
+            "path {path:?} leaves the granted directory \"{dir}\": paths are relative, without '..'"
+        )));
+    }
+    let is_root = p.components().all(|c| c == Component::CurDir);
+    if is_root && !allow_root {
+        return Err(CapError::Invalid(format!("path {path:?} names the directory itself, not a file in it")));
+    }
+    Ok(if is_root { Path::new(".") } else { p })
+}
+
+/// Map an OS error on `path` to the plugin-facing error, keeping the path.
+fn io_error(path: &str, e: std::io::Error) -> CapError {
+    match CapError::from(e) {
+        CapError::Denied(m) => CapError::Denied(format!("{path}: {m} (outside the granted directory or not permitted)")),
+        CapError::NotFound(_) => CapError::NotFound(format!("{path}: no such file or directory")),
+        CapError::Failed(m) => CapError::Failed(format!("{path}: {m}")),
+        other => other,
+    }
+}
+
+fn entry(name: String, meta: &cap_std::fs::Metadata) -> Entry {
+    let ft = meta.file_type();
+    let kind = if ft.is_symlink() {
+        EntryKind::Symlink
+    } else if ft.is_dir() {
+        EntryKind::Directory
+    } else if ft.is_file() {
+        EntryKind::File
+    } else {
+        EntryKind::Other
+    };
+    let modified_ms = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.into_std().duration_since(UNIX_EPOCH).ok())
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    Entry { name, kind, size: meta.len(), modified_ms }
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// `.NAME.opshost-PID-N.tmp` beside the target: same directory, so the
+/// final rename is atomic; dot-prefixed and suffixed so no tool mistakes it
+/// for a finished file.
+fn temp_name(target: &Path) -> PathBuf {
+    let file = target.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    target.with_file_name(format!(".{file}.opshost-{}-{n}.tmp", std::process::id()))
+}
+
+/// A file being written atomically: temp file, fsync, rename. Dropped
+/// without `finish`, the temp file is removed and the target untouched.
+pub struct AtomicFile {
+    dir: Dir,
+    temp: PathBuf,
+    target: PathBuf,
+    file: Option<File>,
+}
+
+impl AtomicFile {
+    pub fn create(dir: &Dir, target: &Path) -> std::io::Result<Self> {
+        let dir = dir.try_clone()?;
+        let temp = temp_name(target);
+        let file = dir.create(&temp)?;
+        Ok(Self { dir, temp, target: target.to_path_buf(), file: Some(file) })
+    }
+
+    pub fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
+        match self.file.as_mut() {
+            Some(f) => f.write_all(data),
+            None => Err(std::io::Error::other("file already finished")),
+        }
+    }
+
+    pub fn commit(&mut self) -> std::io::Result<()> {
+        let file = self.file.take().ok_or_else(|| std::io::Error::other("file already finished"))?;
+        file.sync_all()?;
+        drop(file);
+        self.dir.rename(&self.temp, &self.dir, &self.target)
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            let _ = self.dir.remove_file(&self.temp);
+        }
+    }
+}
+
+impl ByteSink for AtomicFile {
+    fn write(&mut self, data: Vec<u8>) -> BoxFuture<'_, Result<(), CapError>> {
+        Box::pin(async move { self.write_all(&data).map_err(CapError::from) })
+    }
+
+    fn finish(&mut self) -> BoxFuture<'_, Result<(), CapError>> {
+        Box::pin(async move { self.commit().map_err(CapError::from) })
+    }
+}
+
+struct FileSource(File);
+
+impl ByteSource for FileSource {
+    fn read(&mut self, max: usize) -> BoxFuture<'_, Result<Vec<u8>, CapError>> {
+        Box::pin(async move {
+            let mut buf = vec![0u8; max];
+            let n = self.0.read(&mut buf)?;
+            buf.truncate(n);
+            Ok(buf)
+        })
+    }
+}
+
+impl wit::Host for HostState {
+    async fn open(&mut self, name: String) -> Result<Resource<DirHandle>, CapError> {
+        let call = self.run.call("fs", &name, "open");
+        let opened = (|| {
+            let access = self.run.grants.fs(&name).ok_or_else(|| {
+                CapError::missing(&Grant::Fs { resource: name.clone(), access: FsAccess::Ro }, "open a directory")
+            })?;
+            let path = &self.run.config.dir.get(&name).ok_or_else(|| {
+                CapError::NotFound(format!("the config names no directory \"{name}\""))
+            })?.path;
+            let dir = Dir::open_ambient_dir(path, ambient_authority())
+                .map_err(|e| CapError::Failed(format!("directory \"{name}\" cannot be opened: {e}")))?;
+            Ok(DirHandle { name: name.clone(), dir, access })
+        })();
+        let handle = call.finish(opened)?;
+        Ok(self.table.push(handle)?)
+    }
+}
+
+impl wit::HostDir for HostState {
+    async fn name(&mut self, dir: Resource<DirHandle>) -> wasmtime::Result<String> {
+        Ok(self.table.get(&dir)?.name.clone())
+    }
+
+    async fn writable(&mut self, dir: Resource<DirHandle>) -> wasmtime::Result<bool> {
+        Ok(self.table.get(&dir)?.access == FsAccess::Rw)
+    }
+
+    async fn read(&mut self, dir: Resource<DirHandle>, path: String) -> Result<Vec<u8>, CapError> {
+        let d = self.table.get(&dir)?;
+        let call = self.run.call("fs", &d.name, "read").detail(&path);
+        call.finish(checked_path(&d.name, &path, false).and_then(|p| d.dir.read(p).map_err(|e| io_error(&path, e))))
+    }
+
+    async fn write(&mut self, dir: Resource<DirHandle>, path: String, data: Vec<u8>) -> Result<(), CapError> {
+        let d = self.table.get(&dir)?;
+        let call = self.run.call("fs", &d.name, "write").detail(format!("{path} ({} bytes)", data.len()));
+        call.finish((|| {
+            d.require_rw("write")?;
+            let p = checked_path(&d.name, &path, false)?;
+            let mut file = AtomicFile::create(&d.dir, p).map_err(|e| io_error(&path, e))?;
+            file.write_all(&data).map_err(|e| io_error(&path, e))?;
+            file.commit().map_err(|e| io_error(&path, e))
+        })())
+    }
+
+    async fn list(&mut self, dir: Resource<DirHandle>, path: String) -> Result<Vec<Entry>, CapError> {
+        let d = self.table.get(&dir)?;
+        let call = self.run.call("fs", &d.name, "list").detail(&path);
+        call.finish((|| {
+            let p = checked_path(&d.name, if path.is_empty() { "." } else { &path }, true)?;
+            let mut out = Vec::new();
+            for item in d.dir.read_dir(p).map_err(|e| io_error(&path, e))? {
+                let item = item.map_err(|e| io_error(&path, e))?;
+                let meta = item.metadata().map_err(|e| io_error(&path, e))?;
+                let name = p.join(item.file_name()).to_string_lossy().trim_start_matches("./").to_string();
+                out.push(entry(name, &meta));
+            }
+            out.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(out)
+        })())
+    }
+
+    async fn stat(&mut self, dir: Resource<DirHandle>, path: String) -> Result<Entry, CapError> {
+        let d = self.table.get(&dir)?;
+        let call = self.run.call("fs", &d.name, "stat").detail(&path);
+        call.finish(checked_path(&d.name, &path, true).and_then(|p| {
+            let meta = d.dir.symlink_metadata(p).map_err(|e| io_error(&path, e))?;
+            Ok(entry(path.clone(), &meta))
+        }))
+    }
+
+    async fn rename(&mut self, dir: Resource<DirHandle>, from: String, to: String) -> Result<(), CapError> {
+        let d = self.table.get(&dir)?;
+        let call = self.run.call("fs", &d.name, "rename").detail(format!("{from} -> {to}"));
+        call.finish((|| {
+            d.require_rw("rename")?;
+            let a = checked_path(&d.name, &from, false)?;
+            let b = checked_path(&d.name, &to, false)?;
+            d.dir.rename(a, &d.dir, b).map_err(|e| io_error(&from, e))
+        })())
+    }
+
+    async fn remove(&mut self, dir: Resource<DirHandle>, path: String) -> Result<(), CapError> {
+        let d = self.table.get(&dir)?;
+        let call = self.run.call("fs", &d.name, "remove").detail(&path);
+        call.finish((|| {
+            d.require_rw("remove")?;
+            let p = checked_path(&d.name, &path, false)?;
+            let meta = d.dir.symlink_metadata(p).map_err(|e| io_error(&path, e))?;
+            if meta.is_dir() {
+                d.dir.remove_dir(p).map_err(|e| io_error(&path, e))
+            } else {
+                d.dir.remove_file(p).map_err(|e| io_error(&path, e))
+            }
+        })())
+    }
+
+    async fn mkdir(&mut self, dir: Resource<DirHandle>, path: String) -> Result<(), CapError> {
+        let d = self.table.get(&dir)?;
+        let call = self.run.call("fs", &d.name, "mkdir").detail(&path);
+        call.finish((|| {
+            d.require_rw("mkdir")?;
+            let p = checked_path(&d.name, &path, false)?;
+            d.dir.create_dir_all(p).map_err(|e| io_error(&path, e))
+        })())
+    }
+
+    async fn open_read(&mut self, dir: Resource<DirHandle>, path: String) -> Result<Resource<Reader>, CapError> {
+        let d = self.table.get(&dir)?;
+        let name = d.name.clone();
+        let call = self.run.call("fs", &name, "open-read").detail(&path);
+        let file = call.finish(checked_path(&name, &path, false).and_then(|p| d.dir.open(p).map_err(|e| io_error(&path, e))))?;
+        let origin = Origin { ctx: self.run.clone(), capability: "fs", resource: name, what: path };
+        Ok(self.table.push(Reader::new(FileSource(file), origin))?)
+    }
+
+    async fn create(&mut self, dir: Resource<DirHandle>, path: String) -> Result<Resource<Writer>, CapError> {
+        let d = self.table.get(&dir)?;
+        let name = d.name.clone();
+        let call = self.run.call("fs", &name, "create").detail(&path);
+        let file = call.finish((|| {
+            d.require_rw("create")?;
+            let p = checked_path(&name, &path, false)?;
+            AtomicFile::create(&d.dir, p).map_err(|e| io_error(&path, e))
+        })())?;
+        let origin = Origin { ctx: self.run.clone(), capability: "fs", resource: name, what: path };
+        Ok(self.table.push(Writer::new(file, origin))?)
+    }
+
+    async fn drop(&mut self, dir: Resource<DirHandle>) -> wasmtime::Result<()> {
+        self.table.delete(dir)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_checked_before_the_os_sees_them() {
+        assert!(checked_path("d", "a/b.txt", false).is_ok());
+        assert!(matches!(checked_path("d", "../x", false), Err(CapError::Denied(_))));
+        assert!(matches!(checked_path("d", "a/../../x", false), Err(CapError::Denied(_))));
+        assert!(matches!(checked_path("d", "/etc/passwd", false), Err(CapError::Denied(_))));
+        assert!(matches!(checked_path("d", "a\0b", false), Err(CapError::Invalid(_))));
+        assert!(matches!(checked_path("d", ".", false), Err(CapError::Invalid(_))));
+        assert!(checked_path("d", ".", true).is_ok());
+    }
+}

@@ -1,0 +1,253 @@
+//! Capabilities: one module per WIT interface, each the same shape (the
+//! grant it checks, the host implementation, the audit events it emits).
+//! This module holds what they share: the generated bindings, the error
+//! type, the grant set and the audited-call helper.
+
+pub mod container;
+pub mod db;
+pub mod fs;
+pub mod http;
+pub mod progress;
+pub mod stream;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::audit::{self, AuditLog, Event, PluginRef};
+use crate::output::Output;
+use crate::policy::{ContainerVerb, DbLevel, FsAccess, Grant};
+
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "operation",
+        imports: { default: async | trappable },
+        exports: { default: async },
+        with: {
+            "opshost:plugin/types.reader": crate::caps::stream::Reader,
+            "opshost:plugin/types.writer": crate::caps::stream::Writer,
+            "opshost:plugin/fs.dir": crate::caps::fs::DirHandle,
+            "opshost:plugin/db.connection": crate::caps::db::Connection,
+            "opshost:plugin/container.process": crate::caps::container::Process,
+        },
+        trappable_error_type: {
+            "opshost:plugin/types.error" => crate::caps::CapError,
+        },
+    });
+}
+
+pub use bindings::opshost::plugin::types::Error as WitError;
+
+/// What a host call can end in. All but `Trap` reach the plugin as the WIT
+/// `error` variant; `Trap` stops the plugin (a limit, a broken handle, an
+/// audit log that cannot be written).
+#[derive(Debug, thiserror::Error)]
+pub enum CapError {
+    #[error("denied: {0}")]
+    Denied(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("invalid input: {0}")]
+    Invalid(String),
+    #[error("failed: {0}")]
+    Failed(String),
+    #[error("timed out: {0}")]
+    TimedOut(String),
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    Trap(wasmtime::Error),
+}
+
+impl CapError {
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::Denied(_) => "denied",
+            Self::NotFound(_) => "not-found",
+            Self::Invalid(_) => "invalid-input",
+            Self::Failed(_) => "failed",
+            Self::TimedOut(_) => "timed-out",
+            Self::Unsupported(_) => "unsupported",
+            Self::Trap(_) => "trap",
+        }
+    }
+
+    /// A denial naming the exact grant that would allow the call.
+    pub fn missing(grant: &Grant, context: &str) -> Self {
+        Self::Denied(format!("{grant} is not granted ({context})"))
+    }
+
+    fn into_wit(self) -> wasmtime::Result<WitError> {
+        Ok(match self {
+            Self::Denied(m) => WitError::Denied(m),
+            Self::NotFound(m) => WitError::NotFound(m),
+            Self::Invalid(m) => WitError::InvalidInput(m),
+            Self::Failed(m) => WitError::Failed(m),
+            Self::TimedOut(m) => WitError::TimedOut(m),
+            Self::Unsupported(m) => WitError::Unsupported(m),
+            Self::Trap(e) => return Err(e),
+        })
+    }
+}
+
+impl From<wasmtime::component::ResourceTableError> for CapError {
+    fn from(e: wasmtime::component::ResourceTableError) -> Self {
+        Self::Trap(wasmtime::Error::msg(format!("bad resource handle: {e}")))
+    }
+}
+
+impl From<std::io::Error> for CapError {
+    fn from(e: std::io::Error) -> Self {
+        use std::io::ErrorKind;
+        match e.kind() {
+            ErrorKind::NotFound => Self::NotFound(e.to_string()),
+            ErrorKind::PermissionDenied => Self::Denied(e.to_string()),
+            ErrorKind::TimedOut => Self::TimedOut(e.to_string()),
+            ErrorKind::InvalidInput => Self::Invalid(e.to_string()),
+            _ => Self::Failed(e.to_string()),
+        }
+    }
+}
+
+impl bindings::opshost::plugin::types::Host for crate::runtime::HostState {
+    fn convert_error(&mut self, err: CapError) -> wasmtime::Result<WitError> {
+        err.into_wit()
+    }
+}
+
+/// The grants a run holds: exactly what the manifest requested and the
+/// policy covered. Every enforcement point asks this one place.
+#[derive(Debug, Clone, Default)]
+pub struct GrantSet(Vec<Grant>);
+
+impl GrantSet {
+    pub fn new(grants: Vec<Grant>) -> Self {
+        Self(grants)
+    }
+
+    pub fn all(&self) -> &[Grant] {
+        &self.0
+    }
+
+    pub fn fs(&self, name: &str) -> Option<FsAccess> {
+        self.0
+            .iter()
+            .filter_map(|g| match g {
+                Grant::Fs { resource, access } if resource == name => Some(*access),
+                _ => None,
+            })
+            .max()
+    }
+
+    pub fn db(&self, name: &str) -> Option<DbLevel> {
+        self.0
+            .iter()
+            .filter_map(|g| match g {
+                Grant::Db { resource, level } if resource == name => Some(*level),
+                _ => None,
+            })
+            .max()
+    }
+
+    /// Is `wanted` (a single-verb grant built by the caller) covered?
+    pub fn allows(&self, wanted: &Grant) -> bool {
+        self.0.iter().any(|g| g.covers(wanted))
+    }
+
+    pub fn container(&self, name: &str, service: Option<&str>, verb: ContainerVerb) -> Result<(), CapError> {
+        let wanted = Grant::Container {
+            resource: name.to_string(),
+            service: service.map(str::to_string),
+            verbs: [verb].into_iter().collect(),
+        };
+        if self.allows(&wanted) {
+            Ok(())
+        } else {
+            Err(CapError::missing(&wanted, "container call"))
+        }
+    }
+}
+
+/// Everything a run's host calls share, behind one Arc.
+pub struct RunContext {
+    pub plugin: PluginRef,
+    pub audit: Arc<AuditLog>,
+    pub output: Arc<Output>,
+    pub config: Arc<crate::config::Config>,
+    pub grants: GrantSet,
+    pub log_budget: Arc<crate::runtime::limits::LogBudget>,
+}
+
+impl RunContext {
+    /// Start an audited call; `finish` writes the audit line.
+    pub fn call(self: &Arc<Self>, capability: &'static str, resource: &str, verb: &'static str) -> Call {
+        Call {
+            ctx: Arc::clone(self),
+            capability,
+            resource: resource.to_string(),
+            verb,
+            detail: None,
+            started: Instant::now(),
+        }
+    }
+
+    /// Write a lifecycle or limit event that is not a host call.
+    pub fn event(&self, capability: &str, verb: &str, outcome: &str, detail: Option<&str>) -> anyhow::Result<()> {
+        self.audit.record(&Event {
+            time: audit::now_rfc3339(),
+            plugin: &self.plugin,
+            capability,
+            resource: "",
+            verb,
+            outcome,
+            detail,
+            duration_us: 0,
+        })
+    }
+}
+
+/// One host call being audited. Build it before doing the work, `finish`
+/// it with the result: the audit line is written whatever the outcome.
+pub struct Call {
+    ctx: Arc<RunContext>,
+    capability: &'static str,
+    resource: String,
+    verb: &'static str,
+    detail: Option<String>,
+    started: Instant,
+}
+
+impl Call {
+    /// What the call touched (a relative path, an HTTP path): never a secret.
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    pub fn finish<T>(self, result: Result<T, CapError>) -> Result<T, CapError> {
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.outcome(),
+        };
+        let detail = match (&self.detail, &result) {
+            (Some(d), Err(e)) => Some(format!("{d}: {e}")),
+            (None, Err(e)) => Some(e.to_string()),
+            (d, Ok(_)) => d.clone(),
+        };
+        let written = self.ctx.audit.record(&Event {
+            time: audit::now_rfc3339(),
+            plugin: &self.ctx.plugin,
+            capability: self.capability,
+            resource: &self.resource,
+            verb: self.verb,
+            outcome,
+            detail: detail.as_deref(),
+            duration_us: audit::micros(self.started.elapsed()),
+        });
+        match written {
+            Ok(()) => result,
+            // No unaudited host calls: stop the plugin.
+            Err(e) => Err(CapError::Trap(wasmtime::Error::msg(format!("{e:#}")))),
+        }
+    }
+}

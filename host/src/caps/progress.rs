@@ -1,0 +1,42 @@
+//! progress: steps, counts and log lines from the plugin to the operator.
+//! Not a grantable capability (it reaches only the operator's own output),
+//! but every line counts against the run's log budget.
+
+use super::bindings::opshost::plugin::progress::Host;
+use crate::runtime::HostState;
+
+impl HostState {
+    /// Charge `bytes` of output to the log budget; past it the plugin stops.
+    fn charge(&mut self, bytes: usize) -> wasmtime::Result<()> {
+        if self.run.log_budget.charge(bytes) {
+            Ok(())
+        } else {
+            Err(wasmtime::Error::msg(self.run.log_budget.exceeded_message()))
+        }
+    }
+}
+
+impl Host for HostState {
+    async fn step(&mut self, name: String, total: Option<u64>) -> wasmtime::Result<()> {
+        self.charge(name.len())?;
+        self.run.output.step(&name, total);
+        Ok(())
+    }
+
+    async fn advance(&mut self, done: u64) -> wasmtime::Result<()> {
+        self.run.output.advance(done);
+        Ok(())
+    }
+
+    async fn info(&mut self, message: String) -> wasmtime::Result<()> {
+        self.charge(message.len())?;
+        self.run.output.info(&message);
+        Ok(())
+    }
+
+    async fn warn(&mut self, message: String) -> wasmtime::Result<()> {
+        self.charge(message.len())?;
+        self.run.output.warn(&message);
+        Ok(())
+    }
+}

@@ -1,0 +1,181 @@
+//! The operator's config: what each resource name means on this machine.
+//! Plugins see only the names; URLs, credentials and absolute paths stay here.
+//!
+//! ```toml
+//! [db.agledger]
+//! url = "postgres://agledger:…@127.0.0.1:5432/agledger"   # or:
+//! env_file = "/opt/agledger/compose/.env"                 # DATABASE_URL / POSTGRES_*
+//!
+//! [dir.backups]
+//! path = "/opt/agledger/backup"        # relative paths are resolved from this file
+//!
+//! [containers.agledger]
+//! project = "agledger"                 # com.docker.compose.project label
+//!
+//! [http.api]
+//! url = "http://127.0.0.1:3001"
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+use crate::policy::{Capability, Grant};
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub db: BTreeMap<String, DbResource>,
+    #[serde(default)]
+    pub dir: BTreeMap<String, DirResource>,
+    #[serde(default)]
+    pub containers: BTreeMap<String, ContainersResource>,
+    #[serde(default)]
+    pub http: BTreeMap<String, HttpResource>,
+    #[serde(default)]
+    pub audit: AuditSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DbResource {
+    /// A full connection URL.
+    pub url: Option<String>,
+    /// A compose `.env` to read the connection from instead.
+    pub env_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirResource {
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainersResource {
+    /// The compose project name (label `com.docker.compose.project`).
+    pub project: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpResource {
+    pub url: url::Url,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSettings {
+    pub path: Option<PathBuf>,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let base = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        Self::parse(&text, base).with_context(|| format!("config file {} is not valid", path.display()))
+    }
+
+    /// Parse, resolving relative paths against `base` (the config file's directory).
+    pub fn parse(text: &str, base: &Path) -> anyhow::Result<Self> {
+        let mut config: Config = toml::from_str(text)?;
+        let base = std::path::absolute(base).context("cannot resolve the config directory")?;
+        for (name, dir) in config.dir.iter_mut() {
+            check_name(name)?;
+            if dir.path.is_relative() {
+                dir.path = base.join(&dir.path);
+            }
+        }
+        for (name, db) in config.db.iter_mut() {
+            check_name(name)?;
+            match (&db.url, &db.env_file) {
+                (Some(_), Some(_)) => bail!("[db.{name}]: give url or env_file, not both"),
+                (None, None) => bail!("[db.{name}]: give url or env_file"),
+                (None, Some(env)) if env.is_relative() => db.env_file = Some(base.join(env)),
+                _ => {}
+            }
+        }
+        for (name, http) in &config.http {
+            check_name(name)?;
+            if !matches!(http.url.scheme(), "http" | "https") || http.url.host_str().is_none() {
+                bail!("[http.{name}]: url must be http(s)://host[:port][/path]");
+            }
+        }
+        for name in config.containers.keys() {
+            check_name(name)?;
+        }
+        if let Some(p) = config.audit.path.as_mut() {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        Ok(config)
+    }
+
+    /// Every granted resource must be named in the config: an unknown name
+    /// is an operator error, reported before the plugin starts.
+    pub fn check_resources(&self, grants: &[Grant]) -> anyhow::Result<()> {
+        for grant in grants {
+            let name = grant.resource();
+            let known = match grant.capability() {
+                Capability::Db => self.db.contains_key(name),
+                Capability::Fs => self.dir.contains_key(name),
+                Capability::Http => self.http.contains_key(name),
+                Capability::Container => self.containers.contains_key(name),
+            };
+            if !known {
+                bail!(
+                    "grant {grant} names the resource \"{name}\", but the config has no [{}.{name}] table. Add it to the config file (see `opshost run --help`).",
+                    grant.capability().config_table()
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_name(name: &str) -> anyhow::Result<()> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        bail!("resource name \"{name}\" must use letters, digits, '-' and '_'");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_relative_paths_and_checks_names() {
+        let c = Config::parse("[dir.work]\npath = 'data'\n[http.api]\nurl = 'http://127.0.0.1:1'", Path::new("/etc/opshost"))
+            .expect("config");
+        assert_eq!(c.dir["work"].path, Path::new("/etc/opshost/data"));
+        assert!(c.check_resources(&["fs=work:rw".parse().expect("g")]).is_ok());
+        let err = c.check_resources(&["fs=backups:rw".parse().expect("g")]).expect_err("unknown");
+        assert!(err.to_string().contains("no [dir.backups] table"), "{err}");
+    }
+
+    #[test]
+    fn rejects_malformed_configs() {
+        let cases = [
+            ("[db.a]\n", "give url or env_file"),
+            ("[db.a]\nurl='postgres://x'\nenv_file='.env'", "not both"),
+            ("[http.api]\nurl='file:///etc/passwd'", "must be http"),
+            ("[dir.work]\npth='x'", "unknown field"),
+            ("[share.x]\npath='x'", "unknown field"),
+            ("[dir.'a b']\npath='x'", "must use letters"),
+        ];
+        for (text, want) in cases {
+            let err = format!("{:#}", Config::parse(text, Path::new("/")).expect_err(text));
+            assert!(err.contains(want), "{text:?}: {err:?} lacks {want:?}");
+        }
+    }
+}

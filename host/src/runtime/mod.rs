@@ -1,0 +1,251 @@
+//! Running a plugin: check it, decide its grants, compile (or load from
+//! cache), link only what is granted, instantiate under limits, call `run`.
+
+pub mod engine;
+pub mod guest_log;
+pub mod limits;
+pub mod linker;
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{Engine, Store, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::audit::{AuditLog, PluginRef};
+use crate::caps::bindings::opshost::plugin::types::Report;
+use crate::caps::bindings::Operation;
+use crate::caps::{GrantSet, RunContext, WitError};
+use crate::config::Config;
+use crate::output::Output;
+use crate::plugin::{compat, PluginFile};
+use crate::policy::{decide, Grant, Policy};
+pub use engine::{CompileCache, Compiled};
+use guest_log::GuestOutput;
+pub use limits::Limits;
+use limits::{Deadline, LogBudget, MemoryLimiter};
+
+/// The store's data: WASI (empty), the resource table, the limiter and
+/// the run's shared context.
+pub struct HostState {
+    wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    limiter: MemoryLimiter,
+    pub(crate) run: Arc<RunContext>,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl RunContext {
+    /// One HTTP client per run, built on first use.
+    pub fn http_client(&self) -> reqwest::Client {
+        static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+        CLIENT.get_or_init(crate::caps::http::client).clone()
+    }
+}
+
+/// Everything a run needs, resolved by the caller (the CLI or a test).
+pub struct RunRequest<'a> {
+    pub engine: &'a Engine,
+    pub cache: &'a CompileCache,
+    pub plugin: &'a PluginFile,
+    pub config: Arc<Config>,
+    pub policy: &'a Policy,
+    /// One-run grants from `--allow`.
+    pub allow: &'a [Grant],
+    pub args: Vec<String>,
+    pub limits: Limits,
+    pub output: Arc<Output>,
+    pub audit: Arc<AuditLog>,
+}
+
+#[derive(Debug)]
+pub struct RunSuccess {
+    pub report: Report,
+    pub compiled: Compiled,
+    pub granted: Vec<Grant>,
+    pub duration: Duration,
+}
+
+/// Why a run did not succeed. Each maps to its own exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The operator's input (config, policy, flags) is wrong.
+    #[error("{0:#}")]
+    Config(anyhow::Error),
+    /// Refused before the plugin started (grants missing, bad plugin shape).
+    #[error("{0}")]
+    Refused(String),
+    /// The plugin ran and returned an error.
+    #[error("the plugin failed: {}", describe(.0))]
+    Plugin(WitError),
+    /// The plugin crashed (trap, panic).
+    #[error("the plugin crashed: {0}")]
+    Crashed(String),
+    /// The plugin hit a limit and was stopped.
+    #[error("the plugin was stopped: {0}")]
+    Limit(String),
+    /// The host itself failed (cannot compile, cannot write the audit log).
+    #[error("{0:#}")]
+    Host(anyhow::Error),
+}
+
+pub fn describe(e: &WitError) -> String {
+    match e {
+        WitError::Denied(m) => format!("denied: {m}"),
+        WitError::NotFound(m) => format!("not found: {m}"),
+        WitError::InvalidInput(m) => format!("invalid input: {m}"),
+        WitError::Failed(m) => m.clone(),
+        WitError::TimedOut(m) => format!("timed out: {m}"),
+        WitError::Unsupported(m) => format!("unsupported: {m}"),
+    }
+}
+
+pub fn plugin_ref(plugin: &PluginFile) -> PluginRef {
+    PluginRef {
+        vendor: plugin.manifest.vendor.clone(),
+        name: plugin.manifest.name.clone(),
+        version: plugin.manifest.version.to_string(),
+        sha256: plugin.sha256.clone(),
+    }
+}
+
+/// The checks that need no engine: host version, grants, imports, config.
+/// Returns the grants the plugin will hold.
+pub fn admit(req: &RunRequest<'_>) -> Result<Vec<Grant>, RunError> {
+    let manifest = &req.plugin.manifest;
+    compat::check_min_host(&manifest.min_host).map_err(|e| RunError::Refused(format!("{e:#}")))?;
+    let decision = decide(manifest, &req.plugin.sha256, req.policy, req.allow);
+    if !decision.allowed() {
+        return Err(RunError::Refused(decision.refusal(manifest, &req.plugin.sha256, req.policy)));
+    }
+    req.plugin
+        .world
+        .check(&decision.granted)
+        .map_err(|e| RunError::Refused(format!("{}: {e:#}", manifest.identity())))?;
+    req.config.check_resources(&decision.granted).map_err(RunError::Config)?;
+    for grant in &decision.granted {
+        if grant.is_wildcard() {
+            req.output.warn(&format!("{grant} grants every verb, including ones added in later versions"));
+        }
+    }
+    Ok(decision.granted)
+}
+
+pub async fn run(req: RunRequest<'_>) -> Result<RunSuccess, RunError> {
+    let started = Instant::now();
+    let budget = Arc::new(LogBudget::new(req.limits.log_bytes));
+    let ctx_for_audit = |grants: Vec<Grant>| {
+        Arc::new(RunContext {
+            plugin: plugin_ref(req.plugin),
+            audit: Arc::clone(&req.audit),
+            output: Arc::clone(&req.output),
+            config: Arc::clone(&req.config),
+            grants: GrantSet::new(grants),
+            log_budget: Arc::clone(&budget),
+        })
+    };
+    let granted = match admit(&req) {
+        Ok(g) => g,
+        Err(e) => {
+            let ctx = ctx_for_audit(Vec::new());
+            ctx.event("run", "admit", "refused", Some(&e.to_string())).map_err(RunError::Host)?;
+            return Err(e);
+        }
+    };
+    let ctx = ctx_for_audit(granted.clone());
+    let grant_list: Vec<String> = granted.iter().map(ToString::to_string).collect();
+    ctx.event("run", "start", "ok", Some(&grant_list.join(" "))).map_err(RunError::Host)?;
+
+    let result = execute(&req, &ctx, &budget).await;
+    let (outcome, detail) = match &result {
+        Ok((report, _)) => ("ok", report.summary.clone()),
+        Err(RunError::Limit(m)) => ("limit", m.clone()),
+        Err(RunError::Crashed(m)) => ("trap", m.clone()),
+        Err(e) => ("failed", e.to_string()),
+    };
+    ctx.event("run", "end", outcome, Some(&detail)).map_err(RunError::Host)?;
+    let (report, compiled) = result?;
+    Ok(RunSuccess { report, compiled, granted, duration: started.elapsed() })
+}
+
+async fn execute(
+    req: &RunRequest<'_>,
+    ctx: &Arc<RunContext>,
+    budget: &Arc<LogBudget>,
+) -> Result<(Report, Compiled), RunError> {
+    let (component, compiled) = req.cache.load(req.engine, req.plugin).map_err(RunError::Host)?;
+    let linker = linker::build(req.engine, ctx.grants.all()).map_err(RunError::Host)?;
+
+    let stdout = GuestOutput::new("stdout", Arc::clone(&req.output), Arc::clone(budget));
+    let stderr = GuestOutput::new("stderr", Arc::clone(&req.output), Arc::clone(budget));
+    // Deny by default: no preopens, no environment, no arguments, no network.
+    let wasi = WasiCtx::builder()
+        .stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .build();
+    let state = HostState {
+        wasi,
+        table: ResourceTable::new(),
+        limiter: MemoryLimiter::new(req.limits.memory_bytes),
+        run: Arc::clone(ctx),
+    };
+    let mut store = Store::new(req.engine, state);
+    store.limiter(|s| &mut s.limiter);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_trap();
+
+    let deadline = Deadline::start(req.engine, req.limits.timeout);
+    let call = async {
+        let op = Operation::instantiate_async(&mut store, &component, &linker).await?;
+        op.call_run(&mut store, &req.args).await
+    };
+    // Epoch interruption stops wasm code; this outer timeout also covers a
+    // plugin waiting inside a slow host call.
+    let outcome = tokio::time::timeout(req.limits.timeout + Duration::from_millis(500), call).await;
+    stdout.flush_partial();
+    stderr.flush_partial();
+    req.output.finish_bar();
+
+    let timeout_msg = || format!("time limit reached ({})", humantime::format_duration(req.limits.timeout));
+    let result = match outcome {
+        Err(_elapsed) => return Err(RunError::Limit(timeout_msg())),
+        Ok(r) => r,
+    };
+    match result {
+        Ok(Ok(report)) => Ok((report, compiled)),
+        Ok(Err(plugin_error)) => Err(RunError::Plugin(plugin_error)),
+        Err(trap) => {
+            let limit = if deadline.fired() || trap.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+                Some(timeout_msg())
+            } else if store.data().limiter.hit {
+                Some(format!("memory limit reached ({} MiB)", req.limits.memory_bytes >> 20))
+            } else if budget.exceeded() {
+                Some(budget.exceeded_message())
+            } else {
+                None
+            };
+            match limit {
+                Some(m) => Err(RunError::Limit(m)),
+                None => Err(RunError::Crashed(trap_message(&trap))),
+            }
+        }
+    }
+}
+
+/// The trap reason and the wasm backtrace, without the host's Rust backtrace.
+fn trap_message(err: &wasmtime::Error) -> String {
+    let mut parts = Vec::new();
+    for cause in err.chain() {
+        parts.push(cause.to_string());
+    }
+    parts.join(": ")
+}
