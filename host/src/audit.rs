@@ -53,15 +53,19 @@ impl AuditLog {
 
     pub fn open(path: &Path) -> anyhow::Result<Self> {
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("cannot create the audit log directory {}", parent.display()))?;
+            std::fs::create_dir_all(parent).with_context(|| {
+                format!("cannot create the audit log directory {}", parent.display())
+            })?;
         }
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
             .with_context(|| format!("cannot open the audit log {}", path.display()))?;
-        Ok(Self { path: path.to_path_buf(), file: Mutex::new(file) })
+        Ok(Self {
+            path: path.to_path_buf(),
+            file: Mutex::new(file),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -73,9 +77,13 @@ impl AuditLog {
     pub fn record(&self, event: &Event<'_>) -> anyhow::Result<()> {
         let mut line = serde_json::to_vec(event)?;
         line.push(b'\n');
-        let mut file = self.file.lock().map_err(|_| anyhow::anyhow!("audit log lock poisoned"))?;
+        let mut file = self
+            .file
+            .lock()
+            .map_err(|_| anyhow::anyhow!("audit log lock poisoned"))?;
         // One write call per line keeps lines whole under O_APPEND.
-        file.write_all(&line).with_context(|| format!("cannot write the audit log {}", self.path.display()))
+        file.write_all(&line)
+            .with_context(|| format!("cannot write the audit log {}", self.path.display()))
     }
 }
 

@@ -81,7 +81,8 @@ impl Config {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        Self::parse(&text, base).with_context(|| format!("config file {} is not valid", path.display()))
+        Self::parse(&text, base)
+            .with_context(|| format!("config file {} is not valid", path.display()))
     }
 
     /// Parse, resolving relative paths against `base` (the config file's directory).
@@ -143,7 +144,11 @@ impl Config {
 }
 
 fn check_name(name: &str) -> anyhow::Result<()> {
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
         bail!("resource name \"{name}\" must use letters, digits, '-' and '_'");
     }
     Ok(())
@@ -155,11 +160,18 @@ mod tests {
 
     #[test]
     fn resolves_relative_paths_and_checks_names() {
-        let c = Config::parse("[dir.work]\npath = 'data'\n[http.api]\nurl = 'http://127.0.0.1:1'", Path::new("/etc/opshost"))
-            .expect("config");
+        let c = Config::parse(
+            "[dir.work]\npath = 'data'\n[http.api]\nurl = 'http://127.0.0.1:1'",
+            Path::new("/etc/opshost"),
+        )
+        .expect("config");
         assert_eq!(c.dir["work"].path, Path::new("/etc/opshost/data"));
-        assert!(c.check_resources(&["fs=work:rw".parse().expect("g")]).is_ok());
-        let err = c.check_resources(&["fs=backups:rw".parse().expect("g")]).expect_err("unknown");
+        assert!(c
+            .check_resources(&["fs=work:rw".parse().expect("g")])
+            .is_ok());
+        let err = c
+            .check_resources(&["fs=backups:rw".parse().expect("g")])
+            .expect_err("unknown");
         assert!(err.to_string().contains("no [dir.backups] table"), "{err}");
     }
 

@@ -138,7 +138,10 @@ fn optional_file(given: Option<PathBuf>, default: &str) -> Option<PathBuf> {
 
 fn fail(json: bool, exit: Exit, message: &str) -> Exit {
     if json {
-        println!("{}", json!({"event": "result", "ok": false, "exit_code": exit.code(), "error": message}));
+        println!(
+            "{}",
+            json!({"event": "result", "ok": false, "exit_code": exit.code(), "error": message})
+        );
     } else {
         eprintln!("error: {message}");
     }
@@ -171,10 +174,20 @@ fn run(args: RunArgs) -> Exit {
         Ok(p) => p,
         Err(e) => return fail(json, Exit::Usage, &format!("{e:#}")),
     };
-    let audit_path = args.audit_log.clone().or(config.audit.path.clone()).unwrap_or_else(AuditLog::default_path);
+    let audit_path = args
+        .audit_log
+        .clone()
+        .or(config.audit.path.clone())
+        .unwrap_or_else(AuditLog::default_path);
     let audit = match AuditLog::open(&audit_path) {
         Ok(a) => Arc::new(a),
-        Err(e) => return fail(json, Exit::Host, &format!("{e:#} (set --audit-log or [audit] path)")),
+        Err(e) => {
+            return fail(
+                json,
+                Exit::Host,
+                &format!("{e:#} (set --audit-log or [audit] path)"),
+            )
+        }
     };
     let engine = match runtime::engine::new_engine() {
         Ok(e) => e,
@@ -194,13 +207,26 @@ fn run(args: RunArgs) -> Exit {
         policy: &policy,
         allow: &allow,
         args: args.args.clone(),
-        limits: Limits { timeout: args.timeout, memory_bytes: args.memory_mib << 20, log_bytes: args.log_kib << 10 },
+        limits: Limits {
+            timeout: args.timeout,
+            memory_bytes: args.memory_mib << 20,
+            log_bytes: args.log_kib << 10,
+        },
         output,
         audit,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
-        Err(e) => return fail(json, Exit::Host, &format!("cannot start the async runtime: {e}")),
+        Err(e) => {
+            return fail(
+                json,
+                Exit::Host,
+                &format!("cannot start the async runtime: {e}"),
+            )
+        }
     };
     match runtime.block_on(runtime::run(request)) {
         Ok(success) => {
@@ -210,9 +236,15 @@ fn run(args: RunArgs) -> Exit {
                 Outcome::Attention => Exit::Attention,
             };
             if json {
-                let data: Option<serde_json::Value> = report.data.as_deref().and_then(|d| serde_json::from_str(d).ok());
-                let facts: serde_json::Map<String, serde_json::Value> =
-                    report.facts.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+                let data: Option<serde_json::Value> = report
+                    .data
+                    .as_deref()
+                    .and_then(|d| serde_json::from_str(d).ok());
+                let facts: serde_json::Map<String, serde_json::Value> = report
+                    .facts
+                    .iter()
+                    .map(|(k, v)| (k.clone(), json!(v)))
+                    .collect();
                 println!(
                     "{}",
                     json!({
@@ -231,7 +263,9 @@ fn run(args: RunArgs) -> Exit {
                     println!("  {k:width$}  {v}");
                 }
                 if exit == Exit::Attention {
-                    eprintln!("attention: the operation completed but found problems (exit code 6)");
+                    eprintln!(
+                        "attention: the operation completed but found problems (exit code 6)"
+                    );
                 }
             }
             exit
@@ -255,8 +289,11 @@ fn inspect(args: InspectArgs) -> Exit {
     };
     let m = &plugin.manifest;
     if args.json {
-        let requests: Vec<_> =
-            m.requests.iter().map(|r| json!({"grant": r.grant.to_string(), "reason": r.reason})).collect();
+        let requests: Vec<_> = m
+            .requests
+            .iter()
+            .map(|r| json!({"grant": r.grant.to_string(), "reason": r.reason}))
+            .collect();
         println!(
             "{}",
             json!({
@@ -280,7 +317,12 @@ fn inspect(args: InspectArgs) -> Exit {
     if m.requests.is_empty() {
         println!("  (nothing)");
     }
-    let width = m.requests.iter().map(|r| r.grant.to_string().len()).max().unwrap_or(0);
+    let width = m
+        .requests
+        .iter()
+        .map(|r| r.grant.to_string().len())
+        .max()
+        .unwrap_or(0);
     for r in &m.requests {
         println!("  {:width$}  {}", r.grant.to_string(), r.reason);
     }

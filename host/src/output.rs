@@ -28,7 +28,12 @@ pub struct Output {
 
 impl Output {
     pub fn new(mode: Mode) -> Self {
-        Self { mode, tty: std::io::stderr().is_terminal(), bar: Mutex::new(None), last_progress: Mutex::new(None) }
+        Self {
+            mode,
+            tty: std::io::stderr().is_terminal(),
+            bar: Mutex::new(None),
+            last_progress: Mutex::new(None),
+        }
     }
 
     pub fn mode(&self) -> Mode {
@@ -83,7 +88,9 @@ impl Output {
         match self.mode {
             Mode::Silent => {}
             Mode::Json => {
-                let Ok(mut last) = self.last_progress.lock() else { return };
+                let Ok(mut last) = self.last_progress.lock() else {
+                    return;
+                };
                 if last.is_none_or(|t| t.elapsed() >= Duration::from_millis(250)) {
                     *last = Some(Instant::now());
                     drop(last);

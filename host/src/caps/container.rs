@@ -16,10 +16,16 @@ use crate::runtime::HostState;
 /// A running exec (none can be started until the backend lands).
 pub struct Process;
 
-const NOT_YET: &str = "the container capability is granted, but this opshost build has no Docker Engine backend yet";
+const NOT_YET: &str =
+    "the container capability is granted, but this opshost build has no Docker Engine backend yet";
 
 impl HostState {
-    fn container_call<T>(&self, project: &str, service: Option<&str>, verbs: &[ContainerVerb]) -> Result<T, CapError> {
+    fn container_call<T>(
+        &self,
+        project: &str,
+        service: Option<&str>,
+        verbs: &[ContainerVerb],
+    ) -> Result<T, CapError> {
         let verb = verbs.first().map(|v| v.as_str()).unwrap_or("inspect");
         let call = self.run.call("container", project, verb);
         let mut result = Err(CapError::Unsupported(NOT_YET.into()));
@@ -38,15 +44,28 @@ impl wit::Host for HostState {
         self.container_call(&project, None, &[ContainerVerb::Inspect])
     }
 
-    async fn inspect(&mut self, project: String, service: String) -> Result<ContainerInfo, CapError> {
+    async fn inspect(
+        &mut self,
+        project: String,
+        service: String,
+    ) -> Result<ContainerInfo, CapError> {
         self.container_call(&project, Some(&service), &[ContainerVerb::Inspect])
     }
 
-    async fn environment(&mut self, project: String, service: String) -> Result<Vec<(String, String)>, CapError> {
+    async fn environment(
+        &mut self,
+        project: String,
+        service: String,
+    ) -> Result<Vec<(String, String)>, CapError> {
         self.container_call(&project, Some(&service), &[ContainerVerb::Inspect])
     }
 
-    async fn logs(&mut self, project: String, service: String, _tail: Option<u32>) -> Result<Resource<Reader>, CapError> {
+    async fn logs(
+        &mut self,
+        project: String,
+        service: String,
+        _tail: Option<u32>,
+    ) -> Result<Resource<Reader>, CapError> {
         self.container_call(&project, Some(&service), &[ContainerVerb::Logs])
     }
 
@@ -60,7 +79,12 @@ impl wit::Host for HostState {
         self.container_call(&project, Some(&service), &[ContainerVerb::Exec])
     }
 
-    async fn stop(&mut self, project: String, service: String, _timeout_s: Option<u32>) -> Result<(), CapError> {
+    async fn stop(
+        &mut self,
+        project: String,
+        service: String,
+        _timeout_s: Option<u32>,
+    ) -> Result<(), CapError> {
         self.container_call(&project, Some(&service), &[ContainerVerb::Stop])
     }
 
@@ -68,23 +92,47 @@ impl wit::Host for HostState {
         self.container_call(&project, Some(&service), &[ContainerVerb::Start])
     }
 
-    async fn restart(&mut self, project: String, service: String, _timeout_s: Option<u32>) -> Result<(), CapError> {
-        self.container_call(&project, Some(&service), &[ContainerVerb::Stop, ContainerVerb::Start])
+    async fn restart(
+        &mut self,
+        project: String,
+        service: String,
+        _timeout_s: Option<u32>,
+    ) -> Result<(), CapError> {
+        self.container_call(
+            &project,
+            Some(&service),
+            &[ContainerVerb::Stop, ContainerVerb::Start],
+        )
     }
 
     async fn pull(&mut self, project: String, _image: String) -> Result<String, CapError> {
         self.container_call(&project, None, &[ContainerVerb::Pull])
     }
 
-    async fn recreate(&mut self, project: String, service: String, _spec: RecreateSpec) -> Result<ContainerInfo, CapError> {
+    async fn recreate(
+        &mut self,
+        project: String,
+        service: String,
+        _spec: RecreateSpec,
+    ) -> Result<ContainerInfo, CapError> {
         self.container_call(&project, Some(&service), &[ContainerVerb::Recreate])
     }
 
-    async fn run(&mut self, project: String, service: String, _spec: RunSpec) -> Result<RunOutput, CapError> {
+    async fn run(
+        &mut self,
+        project: String,
+        service: String,
+        _spec: RunSpec,
+    ) -> Result<RunOutput, CapError> {
         self.container_call(&project, Some(&service), &[ContainerVerb::Run])
     }
 
-    async fn wait_healthy(&mut self, project: String, service: String, _timeout_ms: u32) -> Result<ContainerInfo, CapError> {
+    async fn wait_healthy(
+        &mut self,
+        project: String,
+        service: String,
+        _timeout_ms: u32,
+    ) -> Result<ContainerInfo, CapError> {
         self.container_call(&project, Some(&service), &[ContainerVerb::Inspect])
     }
 }

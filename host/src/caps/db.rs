@@ -5,7 +5,9 @@
 
 use wasmtime::component::Resource;
 
-use super::bindings::opshost::plugin::db::{self as wit, Access, DumpInfo, RestoreOptions, Rows, Value};
+use super::bindings::opshost::plugin::db::{
+    self as wit, Access, DumpInfo, RestoreOptions, Rows, Value,
+};
 use super::fs::DirHandle;
 use super::stream::{Reader, Writer};
 use super::{CapError, Grant};
@@ -17,20 +19,30 @@ pub struct Connection {
     level: DbLevel,
 }
 
-const NOT_YET: &str = "the db capability is granted, but this opshost build has no PostgreSQL backend yet";
+const NOT_YET: &str =
+    "the db capability is granted, but this opshost build has no PostgreSQL backend yet";
 
 impl HostState {
     /// The grant check every db entry point makes before anything else.
     fn db_check(&self, name: &str, needed: DbLevel, what: &'static str) -> Result<(), CapError> {
         match self.run.grants.db(name) {
             Some(level) if level >= needed => Ok(()),
-            _ => Err(CapError::missing(&Grant::Db { resource: name.to_string(), level: needed }, what)),
+            _ => Err(CapError::missing(
+                &Grant::Db {
+                    resource: name.to_string(),
+                    level: needed,
+                },
+                what,
+            )),
         }
     }
 
     fn db_call<T>(&self, name: &str, needed: DbLevel, verb: &'static str) -> Result<T, CapError> {
         let call = self.run.call("db", name, verb);
-        call.finish(self.db_check(name, needed, verb).and(Err(CapError::Unsupported(NOT_YET.into()))))
+        call.finish(
+            self.db_check(name, needed, verb)
+                .and(Err(CapError::Unsupported(NOT_YET.into()))),
+        )
     }
 }
 
@@ -39,7 +51,12 @@ impl wit::Host for HostState {
         self.db_call(&name, DbLevel::Read, "connect")
     }
 
-    async fn dump(&mut self, name: String, _target: Resource<DirHandle>, _path: String) -> Result<DumpInfo, CapError> {
+    async fn dump(
+        &mut self,
+        name: String,
+        _target: Resource<DirHandle>,
+        _path: String,
+    ) -> Result<DumpInfo, CapError> {
         self.db_call(&name, DbLevel::Admin, "dump")
     }
 
@@ -53,7 +70,11 @@ impl wit::Host for HostState {
         self.db_call(&name, DbLevel::Admin, "restore")
     }
 
-    async fn dump_contents(&mut self, source: Resource<DirHandle>, _path: String) -> Result<Vec<String>, CapError> {
+    async fn dump_contents(
+        &mut self,
+        source: Resource<DirHandle>,
+        _path: String,
+    ) -> Result<Vec<String>, CapError> {
         let dir = self.table.get(&source)?.name().to_string();
         let call = self.run.call("db", &dir, "dump-contents");
         call.finish(Err(CapError::Unsupported(NOT_YET.into())))
@@ -67,11 +88,20 @@ impl wit::Host for HostState {
         self.db_call(&name, DbLevel::Admin, "drop-database")
     }
 
-    async fn rename_database(&mut self, name: String, _database: String, _new_name: String) -> Result<(), CapError> {
+    async fn rename_database(
+        &mut self,
+        name: String,
+        _database: String,
+        _new_name: String,
+    ) -> Result<(), CapError> {
         self.db_call(&name, DbLevel::Admin, "rename-database")
     }
 
-    async fn terminate_sessions(&mut self, name: String, _database: String) -> Result<u32, CapError> {
+    async fn terminate_sessions(
+        &mut self,
+        name: String,
+        _database: String,
+    ) -> Result<u32, CapError> {
         self.db_call(&name, DbLevel::Admin, "terminate-sessions")
     }
 }
@@ -89,11 +119,21 @@ impl wit::HostConnection for HostState {
         Err(CapError::Unsupported(NOT_YET.into()))
     }
 
-    async fn query(&mut self, _conn: Resource<Connection>, _sql: String, _params: Vec<Value>) -> Result<Rows, CapError> {
+    async fn query(
+        &mut self,
+        _conn: Resource<Connection>,
+        _sql: String,
+        _params: Vec<Value>,
+    ) -> Result<Rows, CapError> {
         Err(CapError::Unsupported(NOT_YET.into()))
     }
 
-    async fn execute(&mut self, _conn: Resource<Connection>, _sql: String, _params: Vec<Value>) -> Result<u64, CapError> {
+    async fn execute(
+        &mut self,
+        _conn: Resource<Connection>,
+        _sql: String,
+        _params: Vec<Value>,
+    ) -> Result<u64, CapError> {
         Err(CapError::Unsupported(NOT_YET.into()))
     }
 
@@ -109,11 +149,19 @@ impl wit::HostConnection for HostState {
         Err(CapError::Unsupported(NOT_YET.into()))
     }
 
-    async fn copy_out(&mut self, _conn: Resource<Connection>, _sql: String) -> Result<Resource<Reader>, CapError> {
+    async fn copy_out(
+        &mut self,
+        _conn: Resource<Connection>,
+        _sql: String,
+    ) -> Result<Resource<Reader>, CapError> {
         Err(CapError::Unsupported(NOT_YET.into()))
     }
 
-    async fn copy_in(&mut self, _conn: Resource<Connection>, _sql: String) -> Result<Resource<Writer>, CapError> {
+    async fn copy_in(
+        &mut self,
+        _conn: Resource<Connection>,
+        _sql: String,
+    ) -> Result<Resource<Writer>, CapError> {
         Err(CapError::Unsupported(NOT_YET.into()))
     }
 

@@ -39,7 +39,10 @@ impl DirHandle {
         match self.access {
             FsAccess::Rw => Ok(()),
             FsAccess::Ro => Err(CapError::missing(
-                &Grant::Fs { resource: self.name.clone(), access: FsAccess::Rw },
+                &Grant::Fs {
+                    resource: self.name.clone(),
+                    access: FsAccess::Rw,
+                },
                 &format!("{what} needs rw; this plugin has fs={}:ro", self.name),
             )),
         }
@@ -53,14 +56,19 @@ pub fn checked_path<'a>(dir: &str, path: &'a str, allow_root: bool) -> Result<&'
     if path.contains('\0') {
         return Err(CapError::Invalid(format!("path {path:?} contains NUL")));
     }
-    if p.is_absolute() || p.components().any(|c| matches!(c, Component::ParentDir | Component::Prefix(_))) {
+    if p.is_absolute()
+        || p.components()
+            .any(|c| matches!(c, Component::ParentDir | Component::Prefix(_)))
+    {
         return Err(CapError::Denied(format!(
             "path {path:?} leaves the granted directory \"{dir}\": paths are relative, without '..'"
         )));
     }
     let is_root = p.components().all(|c| c == Component::CurDir);
     if is_root && !allow_root {
-        return Err(CapError::Invalid(format!("path {path:?} names the directory itself, not a file in it")));
+        return Err(CapError::Invalid(format!(
+            "path {path:?} names the directory itself, not a file in it"
+        )));
     }
     Ok(if is_root { Path::new(".") } else { p })
 }
@@ -68,7 +76,9 @@ pub fn checked_path<'a>(dir: &str, path: &'a str, allow_root: bool) -> Result<&'
 /// Map an OS error on `path` to the plugin-facing error, keeping the path.
 fn io_error(path: &str, e: std::io::Error) -> CapError {
     match CapError::from(e) {
-        CapError::Denied(m) => CapError::Denied(format!("{path}: {m} (outside the granted directory or not permitted)")),
+        CapError::Denied(m) => CapError::Denied(format!(
+            "{path}: {m} (outside the granted directory or not permitted)"
+        )),
         CapError::NotFound(_) => CapError::NotFound(format!("{path}: no such file or directory")),
         CapError::Failed(m) => CapError::Failed(format!("{path}: {m}")),
         other => other,
@@ -91,7 +101,12 @@ fn entry(name: String, meta: &cap_std::fs::Metadata) -> Entry {
         .ok()
         .and_then(|t| t.into_std().duration_since(UNIX_EPOCH).ok())
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    Entry { name, kind, size: meta.len(), modified_ms }
+    Entry {
+        name,
+        kind,
+        size: meta.len(),
+        modified_ms,
+    }
 }
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -100,7 +115,10 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// final rename is atomic; dot-prefixed and suffixed so no tool mistakes it
 /// for a finished file.
 fn temp_name(target: &Path) -> PathBuf {
-    let file = target.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let file = target
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
     target.with_file_name(format!(".{file}.opshost-{}-{n}.tmp", std::process::id()))
 }
@@ -119,7 +137,12 @@ impl AtomicFile {
         let dir = dir.try_clone()?;
         let temp = temp_name(target);
         let file = dir.create(&temp)?;
-        Ok(Self { dir, temp, target: target.to_path_buf(), file: Some(file) })
+        Ok(Self {
+            dir,
+            temp,
+            target: target.to_path_buf(),
+            file: Some(file),
+        })
     }
 
     pub fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
@@ -130,7 +153,10 @@ impl AtomicFile {
     }
 
     pub fn commit(&mut self) -> std::io::Result<()> {
-        let file = self.file.take().ok_or_else(|| std::io::Error::other("file already finished"))?;
+        let file = self
+            .file
+            .take()
+            .ok_or_else(|| std::io::Error::other("file already finished"))?;
         file.sync_all()?;
         drop(file);
         self.dir.rename(&self.temp, &self.dir, &self.target)
@@ -173,14 +199,31 @@ impl wit::Host for HostState {
         let call = self.run.call("fs", &name, "open");
         let opened = (|| {
             let access = self.run.grants.fs(&name).ok_or_else(|| {
-                CapError::missing(&Grant::Fs { resource: name.clone(), access: FsAccess::Ro }, "open a directory")
+                CapError::missing(
+                    &Grant::Fs {
+                        resource: name.clone(),
+                        access: FsAccess::Ro,
+                    },
+                    "open a directory",
+                )
             })?;
-            let path = &self.run.config.dir.get(&name).ok_or_else(|| {
-                CapError::NotFound(format!("the config names no directory \"{name}\""))
-            })?.path;
-            let dir = Dir::open_ambient_dir(path, ambient_authority())
-                .map_err(|e| CapError::Failed(format!("directory \"{name}\" cannot be opened: {e}")))?;
-            Ok(DirHandle { name: name.clone(), dir, access })
+            let path = &self
+                .run
+                .config
+                .dir
+                .get(&name)
+                .ok_or_else(|| {
+                    CapError::NotFound(format!("the config names no directory \"{name}\""))
+                })?
+                .path;
+            let dir = Dir::open_ambient_dir(path, ambient_authority()).map_err(|e| {
+                CapError::Failed(format!("directory \"{name}\" cannot be opened: {e}"))
+            })?;
+            Ok(DirHandle {
+                name: name.clone(),
+                dir,
+                access,
+            })
         })();
         let handle = call.finish(opened)?;
         Ok(self.table.push(handle)?)
@@ -199,12 +242,23 @@ impl wit::HostDir for HostState {
     async fn read(&mut self, dir: Resource<DirHandle>, path: String) -> Result<Vec<u8>, CapError> {
         let d = self.table.get(&dir)?;
         let call = self.run.call("fs", &d.name, "read").detail(&path);
-        call.finish(checked_path(&d.name, &path, false).and_then(|p| d.dir.read(p).map_err(|e| io_error(&path, e))))
+        call.finish(
+            checked_path(&d.name, &path, false)
+                .and_then(|p| d.dir.read(p).map_err(|e| io_error(&path, e))),
+        )
     }
 
-    async fn write(&mut self, dir: Resource<DirHandle>, path: String, data: Vec<u8>) -> Result<(), CapError> {
+    async fn write(
+        &mut self,
+        dir: Resource<DirHandle>,
+        path: String,
+        data: Vec<u8>,
+    ) -> Result<(), CapError> {
         let d = self.table.get(&dir)?;
-        let call = self.run.call("fs", &d.name, "write").detail(format!("{path} ({} bytes)", data.len()));
+        let call = self
+            .run
+            .call("fs", &d.name, "write")
+            .detail(format!("{path} ({} bytes)", data.len()));
         call.finish((|| {
             d.require_rw("write")?;
             let p = checked_path(&d.name, &path, false)?;
@@ -214,7 +268,11 @@ impl wit::HostDir for HostState {
         })())
     }
 
-    async fn list(&mut self, dir: Resource<DirHandle>, path: String) -> Result<Vec<Entry>, CapError> {
+    async fn list(
+        &mut self,
+        dir: Resource<DirHandle>,
+        path: String,
+    ) -> Result<Vec<Entry>, CapError> {
         let d = self.table.get(&dir)?;
         let call = self.run.call("fs", &d.name, "list").detail(&path);
         call.finish((|| {
@@ -223,7 +281,11 @@ impl wit::HostDir for HostState {
             for item in d.dir.read_dir(p).map_err(|e| io_error(&path, e))? {
                 let item = item.map_err(|e| io_error(&path, e))?;
                 let meta = item.metadata().map_err(|e| io_error(&path, e))?;
-                let name = p.join(item.file_name()).to_string_lossy().trim_start_matches("./").to_string();
+                let name = p
+                    .join(item.file_name())
+                    .to_string_lossy()
+                    .trim_start_matches("./")
+                    .to_string();
                 out.push(entry(name, &meta));
             }
             out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -240,9 +302,17 @@ impl wit::HostDir for HostState {
         }))
     }
 
-    async fn rename(&mut self, dir: Resource<DirHandle>, from: String, to: String) -> Result<(), CapError> {
+    async fn rename(
+        &mut self,
+        dir: Resource<DirHandle>,
+        from: String,
+        to: String,
+    ) -> Result<(), CapError> {
         let d = self.table.get(&dir)?;
-        let call = self.run.call("fs", &d.name, "rename").detail(format!("{from} -> {to}"));
+        let call = self
+            .run
+            .call("fs", &d.name, "rename")
+            .detail(format!("{from} -> {to}"));
         call.finish((|| {
             d.require_rw("rename")?;
             let a = checked_path(&d.name, &from, false)?;
@@ -276,16 +346,32 @@ impl wit::HostDir for HostState {
         })())
     }
 
-    async fn open_read(&mut self, dir: Resource<DirHandle>, path: String) -> Result<Resource<Reader>, CapError> {
+    async fn open_read(
+        &mut self,
+        dir: Resource<DirHandle>,
+        path: String,
+    ) -> Result<Resource<Reader>, CapError> {
         let d = self.table.get(&dir)?;
         let name = d.name.clone();
         let call = self.run.call("fs", &name, "open-read").detail(&path);
-        let file = call.finish(checked_path(&name, &path, false).and_then(|p| d.dir.open(p).map_err(|e| io_error(&path, e))))?;
-        let origin = Origin { ctx: self.run.clone(), capability: "fs", resource: name, what: path };
+        let file = call.finish(
+            checked_path(&name, &path, false)
+                .and_then(|p| d.dir.open(p).map_err(|e| io_error(&path, e))),
+        )?;
+        let origin = Origin {
+            ctx: self.run.clone(),
+            capability: "fs",
+            resource: name,
+            what: path,
+        };
         Ok(self.table.push(Reader::new(FileSource(file), origin))?)
     }
 
-    async fn create(&mut self, dir: Resource<DirHandle>, path: String) -> Result<Resource<Writer>, CapError> {
+    async fn create(
+        &mut self,
+        dir: Resource<DirHandle>,
+        path: String,
+    ) -> Result<Resource<Writer>, CapError> {
         let d = self.table.get(&dir)?;
         let name = d.name.clone();
         let call = self.run.call("fs", &name, "create").detail(&path);
@@ -294,7 +380,12 @@ impl wit::HostDir for HostState {
             let p = checked_path(&name, &path, false)?;
             AtomicFile::create(&d.dir, p).map_err(|e| io_error(&path, e))
         })())?;
-        let origin = Origin { ctx: self.run.clone(), capability: "fs", resource: name, what: path };
+        let origin = Origin {
+            ctx: self.run.clone(),
+            capability: "fs",
+            resource: name,
+            what: path,
+        };
         Ok(self.table.push(Writer::new(file, origin))?)
     }
 
@@ -311,11 +402,26 @@ mod tests {
     #[test]
     fn paths_are_checked_before_the_os_sees_them() {
         assert!(checked_path("d", "a/b.txt", false).is_ok());
-        assert!(matches!(checked_path("d", "../x", false), Err(CapError::Denied(_))));
-        assert!(matches!(checked_path("d", "a/../../x", false), Err(CapError::Denied(_))));
-        assert!(matches!(checked_path("d", "/etc/passwd", false), Err(CapError::Denied(_))));
-        assert!(matches!(checked_path("d", "a\0b", false), Err(CapError::Invalid(_))));
-        assert!(matches!(checked_path("d", ".", false), Err(CapError::Invalid(_))));
+        assert!(matches!(
+            checked_path("d", "../x", false),
+            Err(CapError::Denied(_))
+        ));
+        assert!(matches!(
+            checked_path("d", "a/../../x", false),
+            Err(CapError::Denied(_))
+        ));
+        assert!(matches!(
+            checked_path("d", "/etc/passwd", false),
+            Err(CapError::Denied(_))
+        ));
+        assert!(matches!(
+            checked_path("d", "a\0b", false),
+            Err(CapError::Invalid(_))
+        ));
+        assert!(matches!(
+            checked_path("d", ".", false),
+            Err(CapError::Invalid(_))
+        ));
         assert!(checked_path("d", ".", true).is_ok());
     }
 }

@@ -23,7 +23,14 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Headers a plugin may not set: they would change where the request goes
 /// or how the connection behaves.
-const FORBIDDEN_HEADERS: [&str; 6] = ["host", "connection", "transfer-encoding", "upgrade", "proxy-authorization", "te"];
+const FORBIDDEN_HEADERS: [&str; 6] = [
+    "host",
+    "connection",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+    "te",
+];
 
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -35,26 +42,43 @@ pub fn client() -> reqwest::Client {
 
 /// The URL for `path` below `base`, or a denial if it would leave it.
 fn target_url(base: &Url, path: &str) -> Result<(Url, String), CapError> {
-    if !path.starts_with('/') || path.starts_with("//") || path.contains('\\') || path.contains('#') {
+    if !path.starts_with('/') || path.starts_with("//") || path.contains('\\') || path.contains('#')
+    {
         return Err(CapError::Invalid(format!(
             "path {path:?} must start with a single '/' and hold no '\\' or '#'"
         )));
     }
     let lower = path.to_ascii_lowercase();
     if lower.contains("%2f") || lower.contains("%5c") || lower.contains("%2e") {
-        return Err(CapError::Invalid(format!("path {path:?} has an encoded '/', '\\' or '.'")));
+        return Err(CapError::Invalid(format!(
+            "path {path:?} has an encoded '/', '\\' or '.'"
+        )));
     }
     let base_path = base.path().trim_end_matches('/');
-    let joined = format!("{}{}{}", base.origin().ascii_serialization(), base_path, path);
-    let url = Url::parse(&joined).map_err(|e| CapError::Invalid(format!("path {path:?}: {e}")))?;
+    let joined = format!(
+        "{}{}{}",
+        base.origin().ascii_serialization(),
+        base_path,
+        path
+    );
+    let mut url =
+        Url::parse(&joined).map_err(|e| CapError::Invalid(format!("path {path:?}: {e}")))?;
+    with_base_credentials(base, &mut url);
     relative_path(base, &url)
         .map(|rel| (url, rel))
         .ok_or_else(|| CapError::Denied(format!("path {path:?} leaves the base URL")))
 }
 
+/// Credentials come from the operator's config only: whatever userinfo a
+/// plugin path or a redirect carried is replaced by the base URL's.
+fn with_base_credentials(base: &Url, url: &mut Url) {
+    let _ = url.set_username(base.username());
+    let _ = url.set_password(base.password());
+}
+
 /// `url`'s path and query below `base`, if `url` is inside `base`.
 fn relative_path(base: &Url, url: &Url) -> Option<String> {
-    if url.origin() != base.origin() || url.username() != base.username() {
+    if url.origin() != base.origin() {
         return None;
     }
     let base_path = base.path().trim_end_matches('/');
@@ -91,7 +115,9 @@ fn headers(list: &[(String, String)]) -> Result<HeaderMap, CapError> {
     let mut map = HeaderMap::new();
     for (name, value) in list {
         if FORBIDDEN_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
-            return Err(CapError::Invalid(format!("header {name:?} is set by the host, not the plugin")));
+            return Err(CapError::Invalid(format!(
+                "header {name:?} is set by the host, not the plugin"
+            )));
         }
         let name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|e| CapError::Invalid(format!("header name {name:?}: {e}")))?;
@@ -106,13 +132,26 @@ fn head(resp: &reqwest::Response, rel: String) -> ResponseHead {
     let headers = resp
         .headers()
         .iter()
-        .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
-    ResponseHead { status: resp.status().as_u16(), headers, final_path: rel }
+    ResponseHead {
+        status: resp.status().as_u16(),
+        headers,
+        final_path: rel,
+    }
 }
 
 /// Send `req`, following redirects that stay inside the grant.
-async fn send(run: &RunContext, api: &str, req: Request) -> Result<(reqwest::Response, String), CapError> {
+async fn send(
+    run: &RunContext,
+    api: &str,
+    req: Request,
+) -> Result<(reqwest::Response, String), CapError> {
     let base = &run
         .config
         .http
@@ -124,11 +163,17 @@ async fn send(run: &RunContext, api: &str, req: Request) -> Result<(reqwest::Res
     let (mut url, mut rel) = target_url(base, &req.path)?;
     check_grant(run, api, &method, &rel)?;
     let header_map = headers(&req.headers)?;
-    let timeout = req.timeout_ms.map(|ms| Duration::from_millis(ms.into())).unwrap_or(DEFAULT_TIMEOUT);
+    let timeout = req
+        .timeout_ms
+        .map(|ms| Duration::from_millis(ms.into()))
+        .unwrap_or(DEFAULT_TIMEOUT);
     let client = run.http_client();
     let mut body = req.body;
     for _ in 0..=MAX_REDIRECTS {
-        let mut builder = client.request(method.clone(), url.clone()).headers(header_map.clone()).timeout(timeout);
+        let mut builder = client
+            .request(method.clone(), url.clone())
+            .headers(header_map.clone())
+            .timeout(timeout);
         if let Some(b) = &body {
             builder = builder.body(b.clone());
         }
@@ -142,8 +187,12 @@ async fn send(run: &RunContext, api: &str, req: Request) -> Result<(reqwest::Res
         if !resp.status().is_redirection() {
             return Ok((resp, rel));
         }
-        let Some(location) = resp.headers().get(LOCATION) else { return Ok((resp, rel)) };
-        let location = location.to_str().map_err(|_| CapError::Failed("redirect with a non-text Location".into()))?;
+        let Some(location) = resp.headers().get(LOCATION) else {
+            return Ok((resp, rel));
+        };
+        let location = location
+            .to_str()
+            .map_err(|_| CapError::Failed("redirect with a non-text Location".into()))?;
         let next = url
             .join(location)
             .map_err(|e| CapError::Failed(format!("redirect to {location:?}: {e}")))?;
@@ -159,8 +208,11 @@ async fn send(run: &RunContext, api: &str, req: Request) -> Result<(reqwest::Res
         }
         check_grant(run, api, &method, &rel)?;
         url = next;
+        with_base_credentials(base, &mut url);
     }
-    Err(CapError::Failed(format!("more than {MAX_REDIRECTS} redirects")))
+    Err(CapError::Failed(format!(
+        "more than {MAX_REDIRECTS} redirects"
+    )))
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -190,7 +242,12 @@ impl ByteSource for BodySource {
     fn read(&mut self, max: usize) -> BoxFuture<'_, Result<Vec<u8>, CapError>> {
         Box::pin(async move {
             if self.pending.is_empty() {
-                match self.resp.chunk().await.map_err(|e| CapError::Failed(error_chain(&e)))? {
+                match self
+                    .resp
+                    .chunk()
+                    .await
+                    .map_err(|e| CapError::Failed(error_chain(&e)))?
+                {
                     Some(chunk) => self.pending = chunk.to_vec(),
                     None => return Ok(Vec::new()),
                 }
@@ -203,13 +260,20 @@ impl ByteSource for BodySource {
 
 impl wit::Host for HostState {
     async fn send(&mut self, api: String, req: Request) -> Result<Response, CapError> {
-        let call = self.run.call("http", &api, "send").detail(audit_detail(&req));
+        let call = self
+            .run
+            .call("http", &api, "send")
+            .detail(audit_detail(&req));
         let run = self.run.clone();
         let result = async {
             let (mut resp, rel) = send(&run, &api, req).await?;
             let head = head(&resp, rel);
             let mut body = Vec::new();
-            while let Some(chunk) = resp.chunk().await.map_err(|e| CapError::Failed(error_chain(&e)))? {
+            while let Some(chunk) = resp
+                .chunk()
+                .await
+                .map_err(|e| CapError::Failed(error_chain(&e)))?
+            {
                 if body.len() + chunk.len() > MAX_BODY {
                     return Err(CapError::Failed(format!(
                         "response body is over {} MiB: use send-streaming",
@@ -224,14 +288,32 @@ impl wit::Host for HostState {
         call.finish(result)
     }
 
-    async fn send_streaming(&mut self, api: String, req: Request) -> Result<(ResponseHead, Resource<Reader>), CapError> {
+    async fn send_streaming(
+        &mut self,
+        api: String,
+        req: Request,
+    ) -> Result<(ResponseHead, Resource<Reader>), CapError> {
         let what = audit_detail(&req);
-        let call = self.run.call("http", &api, "send-streaming").detail(what.clone());
+        let call = self
+            .run
+            .call("http", &api, "send-streaming")
+            .detail(what.clone());
         let run = self.run.clone();
         let (resp, rel) = call.finish(send(&run, &api, req).await)?;
         let head = head(&resp, rel);
-        let origin = Origin { ctx: self.run.clone(), capability: "http", resource: api, what };
-        let reader = self.table.push(Reader::new(BodySource { resp, pending: Vec::new() }, origin))?;
+        let origin = Origin {
+            ctx: self.run.clone(),
+            capability: "http",
+            resource: api,
+            what,
+        };
+        let reader = self.table.push(Reader::new(
+            BodySource {
+                resp,
+                pending: Vec::new(),
+            },
+            origin,
+        ))?;
         Ok((head, reader))
     }
 }
@@ -246,21 +328,45 @@ mod tests {
 
     #[test]
     fn paths_stay_below_the_base() {
-        assert_eq!(target_url(&base(), "/health").expect("ok").0.as_str(), "http://127.0.0.1:3001/api/health");
-        assert!(matches!(target_url(&base(), "//evil.example/x"), Err(CapError::Invalid(_))));
-        assert!(matches!(target_url(&base(), "health"), Err(CapError::Invalid(_))));
-        assert!(matches!(target_url(&base(), "/../secret"), Err(CapError::Denied(_))));
-        assert!(matches!(target_url(&base(), "/%2e%2e/secret"), Err(CapError::Invalid(_))));
-        assert!(matches!(target_url(&base(), "/a\\b"), Err(CapError::Invalid(_))));
+        assert_eq!(
+            target_url(&base(), "/health").expect("ok").0.as_str(),
+            "http://127.0.0.1:3001/api/health"
+        );
+        assert!(matches!(
+            target_url(&base(), "//evil.example/x"),
+            Err(CapError::Invalid(_))
+        ));
+        assert!(matches!(
+            target_url(&base(), "health"),
+            Err(CapError::Invalid(_))
+        ));
+        assert!(matches!(
+            target_url(&base(), "/../secret"),
+            Err(CapError::Denied(_))
+        ));
+        assert!(matches!(
+            target_url(&base(), "/%2e%2e/secret"),
+            Err(CapError::Invalid(_))
+        ));
+        assert!(matches!(
+            target_url(&base(), "/a\\b"),
+            Err(CapError::Invalid(_))
+        ));
     }
 
     #[test]
     fn redirect_targets_must_share_the_origin() {
         let b = base();
-        assert!(relative_path(&b, &Url::parse("http://127.0.0.1:3001/api/x").expect("u")).is_some());
-        assert!(relative_path(&b, &Url::parse("http://127.0.0.2:3001/api/x").expect("u")).is_none());
+        assert!(
+            relative_path(&b, &Url::parse("http://127.0.0.1:3001/api/x").expect("u")).is_some()
+        );
+        assert!(
+            relative_path(&b, &Url::parse("http://127.0.0.2:3001/api/x").expect("u")).is_none()
+        );
         assert!(relative_path(&b, &Url::parse("http://127.0.0.1:3001/apix").expect("u")).is_none());
-        assert!(relative_path(&b, &Url::parse("https://127.0.0.1:3001/api/x").expect("u")).is_none());
+        assert!(
+            relative_path(&b, &Url::parse("https://127.0.0.1:3001/api/x").expect("u")).is_none()
+        );
     }
 
     #[test]
@@ -271,7 +377,10 @@ mod tests {
 
     #[test]
     fn needed_grant_names_the_path() {
-        assert_eq!(needed_grant("api", &Method::POST, "/v1/x?y=1").to_string(), "http=api/v1/x:POST");
+        assert_eq!(
+            needed_grant("api", &Method::POST, "/v1/x?y=1").to_string(),
+            "http=api/v1/x:POST"
+        );
         assert!(crate::policy::grant::path_within("/v1/x", "/"));
     }
 }

@@ -154,7 +154,12 @@ impl GrantSet {
         self.0.iter().any(|g| g.covers(wanted))
     }
 
-    pub fn container(&self, name: &str, service: Option<&str>, verb: ContainerVerb) -> Result<(), CapError> {
+    pub fn container(
+        &self,
+        name: &str,
+        service: Option<&str>,
+        verb: ContainerVerb,
+    ) -> Result<(), CapError> {
         let wanted = Grant::Container {
             resource: name.to_string(),
             service: service.map(str::to_string),
@@ -180,7 +185,12 @@ pub struct RunContext {
 
 impl RunContext {
     /// Start an audited call; `finish` writes the audit line.
-    pub fn call(self: &Arc<Self>, capability: &'static str, resource: &str, verb: &'static str) -> Call {
+    pub fn call(
+        self: &Arc<Self>,
+        capability: &'static str,
+        resource: &str,
+        verb: &'static str,
+    ) -> Call {
         Call {
             ctx: Arc::clone(self),
             capability,
@@ -192,7 +202,13 @@ impl RunContext {
     }
 
     /// Write a lifecycle or limit event that is not a host call.
-    pub fn event(&self, capability: &str, verb: &str, outcome: &str, detail: Option<&str>) -> anyhow::Result<()> {
+    pub fn event(
+        &self,
+        capability: &str,
+        verb: &str,
+        outcome: &str,
+        detail: Option<&str>,
+    ) -> anyhow::Result<()> {
         self.audit.record(&Event {
             time: audit::now_rfc3339(),
             plugin: &self.plugin,

@@ -42,7 +42,11 @@ pub struct Reader {
 
 impl Reader {
     pub fn new(source: impl ByteSource, origin: Origin) -> Self {
-        Self { source: Box::new(source), origin, bytes: 0 }
+        Self {
+            source: Box::new(source),
+            origin,
+            bytes: 0,
+        }
     }
 }
 
@@ -55,14 +59,21 @@ pub struct Writer {
 
 impl Writer {
     pub fn new(sink: impl ByteSink, origin: Origin) -> Self {
-        Self { sink: Box::new(sink), origin, bytes: 0, finished: false }
+        Self {
+            sink: Box::new(sink),
+            origin,
+            bytes: 0,
+            finished: false,
+        }
     }
 }
 
 impl HostReader for HostState {
     async fn read(&mut self, reader: Resource<Reader>, max: u32) -> Result<Vec<u8>, CapError> {
         let reader = self.table.get_mut(&reader)?;
-        let max = usize::try_from(max).unwrap_or(MAX_CHUNK).clamp(1, MAX_CHUNK);
+        let max = usize::try_from(max)
+            .unwrap_or(MAX_CHUNK)
+            .clamp(1, MAX_CHUNK);
         let chunk = reader.source.read(max).await?;
         reader.bytes += chunk.len() as u64;
         Ok(chunk)
@@ -113,7 +124,9 @@ impl HostWriter for HostState {
                 .ctx
                 .call(o.capability, &o.resource, "write-stream")
                 .detail(format!("{} abandoned after {} bytes", o.what, writer.bytes))
-                .finish(Err::<(), _>(CapError::Failed("dropped without finish".into())));
+                .finish(Err::<(), _>(CapError::Failed(
+                    "dropped without finish".into(),
+                )));
         }
         Ok(())
     }

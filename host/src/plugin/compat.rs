@@ -61,7 +61,9 @@ impl World {
         let prefix = format!("{WIT_PACKAGE}/");
         let mut out = Vec::new();
         for import in &self.imports {
-            let Some(rest) = import.strip_prefix(&prefix) else { continue };
+            let Some(rest) = import.strip_prefix(&prefix) else {
+                continue;
+            };
             let (iface, version) = rest
                 .split_once('@')
                 .with_context(|| format!("import {import} carries no version"))?;
@@ -81,7 +83,8 @@ impl World {
             bail!("the component does not export `run`: it was not built for the opshost:plugin/operation world");
         }
         for import in &self.imports {
-            let known = import.starts_with("wasi:") || import.starts_with(&format!("{WIT_PACKAGE}/"));
+            let known =
+                import.starts_with("wasi:") || import.starts_with(&format!("{WIT_PACKAGE}/"));
             if !known {
                 bail!("the plugin imports `{import}`, which this host does not provide");
             }
@@ -100,7 +103,9 @@ impl World {
                 "fs" => Capability::Fs,
                 "http" => Capability::Http,
                 "container" => Capability::Container,
-                other => bail!("the plugin imports {WIT_PACKAGE}/{other}, which this host does not provide"),
+                other => bail!(
+                    "the plugin imports {WIT_PACKAGE}/{other}, which this host does not provide"
+                ),
             };
             if !granted.iter().any(|g| g.capability() == capability) {
                 bail!(
@@ -146,7 +151,10 @@ mod tests {
     #[test]
     fn undeclared_capability_import_is_refused() {
         let world = World {
-            imports: vec!["opshost:plugin/fs@0.1.0".into(), "wasi:cli/stdout@0.2.6".into()],
+            imports: vec![
+                "opshost:plugin/fs@0.1.0".into(),
+                "wasi:cli/stdout@0.2.6".into(),
+            ],
             exports: vec!["run".into()],
         };
         let err = world.check(&[]).expect_err("fs not granted").to_string();
@@ -156,10 +164,21 @@ mod tests {
 
     #[test]
     fn foreign_imports_and_versions_are_refused() {
-        let mut world = World { imports: vec!["evil:net/raw@1.0.0".into()], exports: vec!["run".into()] };
-        assert!(world.check(&[]).expect_err("foreign").to_string().contains("does not provide"));
+        let mut world = World {
+            imports: vec!["evil:net/raw@1.0.0".into()],
+            exports: vec!["run".into()],
+        };
+        assert!(world
+            .check(&[])
+            .expect_err("foreign")
+            .to_string()
+            .contains("does not provide"));
         world.imports = vec!["opshost:plugin/progress@0.2.0".into()];
-        assert!(world.check(&[]).expect_err("newer").to_string().contains("built against"));
+        assert!(world
+            .check(&[])
+            .expect_err("newer")
+            .to_string()
+            .contains("built against"));
         world.exports.clear();
         assert!(world.check(&[]).is_err());
     }

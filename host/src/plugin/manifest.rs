@@ -78,7 +78,9 @@ impl Manifest {
         let raw: RawManifest = toml::from_str(text)?;
         for (field, value) in [("name", &raw.name), ("vendor", &raw.vendor)] {
             if value.is_empty()
-                || !value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+                || !value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
             {
                 bail!("{field} \"{value}\" must be non-empty letters, digits, '-', '_' or '.'");
             }
@@ -95,7 +97,10 @@ impl Manifest {
             if r.reason.trim().is_empty() {
                 bail!("request {grant} has no reason: say why the plugin needs it");
             }
-            requests.push(Request { grant, reason: r.reason });
+            requests.push(Request {
+                grant,
+                reason: r.reason,
+            });
         }
         Ok(Self {
             name: raw.name,
@@ -140,8 +145,14 @@ mod tests {
         let cases = [
             (GOOD.replace("fs=work:rw", "fs=work:all"), "unknown fs verb"),
             (GOOD.replace("writes the report", " "), "has no reason"),
-            (GOOD.replace("0.1.0\"\napplies", "one\"\napplies"), "not semver"),
-            (GOOD.replace(">=1.3.0, <2.0.0", "soon"), "not a version range"),
+            (
+                GOOD.replace("version = \"0.1.0\"", "version = \"one\""),
+                "not semver",
+            ),
+            (
+                GOOD.replace(">=1.3.0, <2.0.0", "soon"),
+                "not a version range",
+            ),
             (GOOD.replace("\"example\"", "\"../x\""), "must be non-empty"),
             (format!("{GOOD}\nextra = 1"), "unknown field"),
         ];
@@ -153,7 +164,10 @@ mod tests {
 
     #[test]
     fn a_file_that_is_not_wasm_is_refused() {
-        let err = format!("{:#}", Manifest::from_wasm(b"#!/bin/sh\nrm -rf /\n").expect_err("not wasm"));
+        let err = format!(
+            "{:#}",
+            Manifest::from_wasm(b"#!/bin/sh\nrm -rf /\n").expect_err("not wasm")
+        );
         assert!(err.contains("not a valid WebAssembly component"), "{err}");
     }
 }

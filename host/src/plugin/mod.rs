@@ -24,10 +24,18 @@ pub struct PluginFile {
 
 impl PluginFile {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read plugin {}", path.display()))?;
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read plugin {}", path.display()))?;
         let sha256 = hex::encode(Sha256::digest(&bytes));
-        let manifest = Manifest::from_wasm(&bytes).with_context(|| format!("plugin {}", path.display()))?;
+        let manifest =
+            Manifest::from_wasm(&bytes).with_context(|| format!("plugin {}", path.display()))?;
         let world = World::of(&bytes).with_context(|| format!("plugin {}", path.display()))?;
-        Ok(Self { path: path.to_path_buf(), bytes, sha256, manifest, world })
+        Ok(Self {
+            path: path.to_path_buf(),
+            bytes,
+            sha256,
+            manifest,
+            world,
+        })
     }
 }

@@ -58,7 +58,10 @@ impl Decision {
         let _ = writeln!(out, "  [[plugin]]");
         let _ = writeln!(out, "  vendor = \"{}\"", manifest.vendor);
         let _ = writeln!(out, "  name = \"{}\"", manifest.name);
-        let _ = writeln!(out, "  sha256 = \"{sha256}\"   # pins this exact build; optional");
+        let _ = writeln!(
+            out,
+            "  sha256 = \"{sha256}\"   # pins this exact build; optional"
+        );
         let _ = writeln!(out, "  allow = [");
         for g in &self.granted {
             let _ = writeln!(out, "    \"{g}\",");
@@ -67,7 +70,11 @@ impl Decision {
             let _ = writeln!(out, "    \"{}\",   # {}", m.grant, m.reason);
         }
         let _ = writeln!(out, "  ]");
-        let flags: Vec<String> = self.missing.iter().map(|m| format!("--allow {}", m.grant)).collect();
+        let flags: Vec<String> = self
+            .missing
+            .iter()
+            .map(|m| format!("--allow {}", m.grant))
+            .collect();
         let _ = write!(out, "\nor grant them for one run: {}", flags.join(" "));
         out
     }
@@ -97,10 +104,17 @@ pub fn decide(manifest: &Manifest, sha256: &str, policy: &Policy, allow: &[Grant
         if applicable.iter().any(|g| g.covers(grant)) {
             granted.push(grant.clone());
         } else {
-            missing.push(Missing { grant: grant.clone(), reason: reason.clone() });
+            missing.push(Missing {
+                grant: grant.clone(),
+                reason: reason.clone(),
+            });
         }
     }
-    Decision { granted, missing, notes }
+    Decision {
+        granted,
+        missing,
+        notes,
+    }
 }
 
 #[cfg(test)]
@@ -117,7 +131,10 @@ mod tests {
             min_host: semver::Version::new(0, 1, 0),
             requests: requests
                 .iter()
-                .map(|r| Request { grant: r.parse().expect("grant"), reason: format!("needs {r}") })
+                .map(|r| Request {
+                    grant: r.parse().expect("grant"),
+                    reason: format!("needs {r}"),
+                })
                 .collect(),
         }
     }
@@ -132,19 +149,31 @@ mod tests {
         .expect("policy");
         let d = decide(&manifest(&["fs=work:ro"]), DIGEST, &policy, &[]);
         assert!(d.allowed());
-        assert_eq!(d.granted, vec!["fs=work:ro".parse::<Grant>().expect("grant")]);
+        assert_eq!(
+            d.granted,
+            vec!["fs=work:ro".parse::<Grant>().expect("grant")]
+        );
     }
 
     #[test]
     fn missing_grant_is_named_with_the_line_to_add() {
-        let policy = Policy::parse("[[plugin]]\nvendor='opshost'\nname='example'\nallow=['fs=work:ro']")
-            .expect("policy");
+        let policy =
+            Policy::parse("[[plugin]]\nvendor='opshost'\nname='example'\nallow=['fs=work:ro']")
+                .expect("policy");
         let m = manifest(&["fs=work:rw", "http=api:GET"]);
-        let d = decide(&m, DIGEST, &policy, &["http=api:GET".parse().expect("grant")]);
+        let d = decide(
+            &m,
+            DIGEST,
+            &policy,
+            &["http=api:GET".parse().expect("grant")],
+        );
         assert!(!d.allowed());
         assert_eq!(d.missing.len(), 1);
         let msg = d.refusal(&m, DIGEST, &policy);
-        assert!(msg.contains("\"fs=work:rw\",   # needs fs=work:rw"), "{msg}");
+        assert!(
+            msg.contains("\"fs=work:rw\",   # needs fs=work:rw"),
+            "{msg}"
+        );
         assert!(msg.contains("--allow fs=work:rw"), "{msg}");
     }
 
@@ -162,8 +191,9 @@ mod tests {
 
     #[test]
     fn other_plugins_entries_do_not_apply() {
-        let policy = Policy::parse("[[plugin]]\nvendor='opshost'\nname='other'\nallow=['fs=work:rw']")
-            .expect("policy");
+        let policy =
+            Policy::parse("[[plugin]]\nvendor='opshost'\nname='other'\nallow=['fs=work:rw']")
+                .expect("policy");
         assert!(!decide(&manifest(&["fs=work:rw"]), DIGEST, &policy, &[]).allowed());
     }
 }

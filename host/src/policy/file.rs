@@ -65,7 +65,12 @@ impl Policy {
         let raw: RawPolicy = toml::from_str(text)?;
         let mut entries = Vec::with_capacity(raw.plugins.len());
         for (index, entry) in raw.plugins.into_iter().enumerate() {
-            let at = format!("[[plugin]] #{} ({}/{})", index + 1, entry.vendor, entry.name);
+            let at = format!(
+                "[[plugin]] #{} ({}/{})",
+                index + 1,
+                entry.vendor,
+                entry.name
+            );
             let sha256 = entry
                 .sha256
                 .map(|d| normalise_digest(&d))
@@ -77,20 +82,38 @@ impl Policy {
                 .map(|g| g.parse::<Grant>())
                 .collect::<Result<Vec<_>, _>>()
                 .with_context(|| format!("{at}: bad allow entry"))?;
-            entries.push(PolicyEntry { vendor: entry.vendor, name: entry.name, sha256, grants });
+            entries.push(PolicyEntry {
+                vendor: entry.vendor,
+                name: entry.name,
+                sha256,
+                grants,
+            });
         }
-        Ok(Self { source: None, entries })
+        Ok(Self {
+            source: None,
+            entries,
+        })
     }
 
     /// Entries for this vendor/name, whatever their pin.
-    pub fn entries_for<'a>(&'a self, vendor: &'a str, name: &'a str) -> impl Iterator<Item = &'a PolicyEntry> {
-        self.entries.iter().filter(move |e| e.vendor == vendor && e.name == name)
+    pub fn entries_for<'a>(
+        &'a self,
+        vendor: &'a str,
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a PolicyEntry> {
+        self.entries
+            .iter()
+            .filter(move |e| e.vendor == vendor && e.name == name)
     }
 }
 
 /// Accepts `abc…`, `sha256:abc…`, any case; returns 64 lower-case hex digits.
 pub fn normalise_digest(text: &str) -> anyhow::Result<String> {
-    let hex = text.trim().strip_prefix("sha256:").unwrap_or(text.trim()).to_ascii_lowercase();
+    let hex = text
+        .trim()
+        .strip_prefix("sha256:")
+        .unwrap_or(text.trim())
+        .to_ascii_lowercase();
     anyhow::ensure!(
         hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()),
         "\"{text}\" is not a SHA-256 digest (64 hex digits, optionally prefixed by sha256:)"
@@ -122,10 +145,19 @@ mod tests {
     #[test]
     fn rejects_malformed_policies_with_context() {
         let cases = [
-            ("[[plugin]]\nvendor='v'\nname='n'\nallow=['fs=work:write']", "unknown fs verb"),
-            ("[[plugin]]\nvendor='v'\nname='n'\nallow=['fs=work:rw']\nallw=[]", "unknown field"),
+            (
+                "[[plugin]]\nvendor='v'\nname='n'\nallow=['fs=work:write']",
+                "unknown fs verb",
+            ),
+            (
+                "[[plugin]]\nvendor='v'\nname='n'\nallow=['fs=work:rw']\nallw=[]",
+                "unknown field",
+            ),
             ("[[plugin]]\nname='n'", "missing field `vendor`"),
-            ("[[plugin]]\nvendor='v'\nname='n'\nsha256='xyz'", "not a SHA-256"),
+            (
+                "[[plugin]]\nvendor='v'\nname='n'\nsha256='xyz'",
+                "not a SHA-256",
+            ),
             ("[[plugins]]\nvendor='v'", "unknown field"),
             ("[[plugin]\n", "expected"),
         ];

@@ -174,19 +174,49 @@ impl Grant {
     /// True when this grant allows everything `wanted` asks for.
     pub fn covers(&self, wanted: &Grant) -> bool {
         match (self, wanted) {
-            (Self::Db { resource: a, level: la }, Self::Db { resource: b, level: lb }) => {
-                a == b && la >= lb
-            }
-            (Self::Fs { resource: a, access: xa }, Self::Fs { resource: b, access: xb }) => {
-                a == b && xa >= xb
-            }
             (
-                Self::Http { resource: a, path_prefix: pa, methods: ma },
-                Self::Http { resource: b, path_prefix: pb, methods: mb },
+                Self::Db {
+                    resource: a,
+                    level: la,
+                },
+                Self::Db {
+                    resource: b,
+                    level: lb,
+                },
+            ) => a == b && la >= lb,
+            (
+                Self::Fs {
+                    resource: a,
+                    access: xa,
+                },
+                Self::Fs {
+                    resource: b,
+                    access: xb,
+                },
+            ) => a == b && xa >= xb,
+            (
+                Self::Http {
+                    resource: a,
+                    path_prefix: pa,
+                    methods: ma,
+                },
+                Self::Http {
+                    resource: b,
+                    path_prefix: pb,
+                    methods: mb,
+                },
             ) => a == b && path_within(pb, pa) && mb.is_subset(ma),
             (
-                Self::Container { resource: a, service: sa, verbs: va },
-                Self::Container { resource: b, service: sb, verbs: vb },
+                Self::Container {
+                    resource: a,
+                    service: sa,
+                    verbs: va,
+                },
+                Self::Container {
+                    resource: b,
+                    service: sb,
+                    verbs: vb,
+                },
             ) => {
                 a == b
                     && match (sa, sb) {
@@ -228,12 +258,24 @@ impl fmt::Display for Grant {
         match self {
             Self::Db { resource, level } => write!(f, "db={resource}:{}", level.as_str()),
             Self::Fs { resource, access } => write!(f, "fs={resource}:{}", access.as_str()),
-            Self::Http { resource, path_prefix, methods } => {
-                let prefix = if path_prefix == "/" { "" } else { path_prefix.as_str() };
+            Self::Http {
+                resource,
+                path_prefix,
+                methods,
+            } => {
+                let prefix = if path_prefix == "/" {
+                    ""
+                } else {
+                    path_prefix.as_str()
+                };
                 let methods: Vec<&str> = methods.iter().map(String::as_str).collect();
                 write!(f, "http={resource}{prefix}:{}", methods.join(","))
             }
-            Self::Container { resource, service, verbs } => {
+            Self::Container {
+                resource,
+                service,
+                verbs,
+            } => {
                 let target = match service {
                     Some(s) => format!("{resource}/{s}"),
                     None => resource.clone(),
@@ -249,16 +291,25 @@ impl FromStr for Grant {
     type Err = GrantError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let fail = |reason: String| GrantError { text: text.to_string(), reason };
+        let fail = |reason: String| GrantError {
+            text: text.to_string(),
+            reason,
+        };
         let trimmed = text.trim();
-        let (cap, rest) = trimmed.split_once('=').ok_or_else(|| {
-            fail("expected CAPABILITY=RESOURCE:VERBS, e.g. fs=backups:rw".into())
-        })?;
+        let (cap, rest) = trimmed
+            .split_once('=')
+            .ok_or_else(|| fail("expected CAPABILITY=RESOURCE:VERBS, e.g. fs=backups:rw".into()))?;
         let (target, verbs) = rest.rsplit_once(':').ok_or_else(|| {
-            fail(format!("missing \":VERB\" after \"{rest}\", e.g. {cap}={rest}:{}", example_verb(cap)))
+            fail(format!(
+                "missing \":VERB\" after \"{rest}\", e.g. {cap}={rest}:{}",
+                example_verb(cap)
+            ))
         })?;
         if verbs.trim().is_empty() {
-            return Err(fail(format!("no verb after ':', e.g. {cap}={target}:{}", example_verb(cap))));
+            return Err(fail(format!(
+                "no verb after ':', e.g. {cap}={target}:{}",
+                example_verb(cap)
+            )));
         }
         match cap {
             "db" => {
@@ -281,7 +332,9 @@ impl FromStr for Grant {
                     "ro" => FsAccess::Ro,
                     "rw" => FsAccess::Rw,
                     other => {
-                        return Err(fail(format!("unknown fs verb \"{other}\": expected ro or rw")))
+                        return Err(fail(format!(
+                            "unknown fs verb \"{other}\": expected ro or rw"
+                        )))
                     }
                 };
                 Ok(Self::Fs { resource, access })
@@ -293,15 +346,28 @@ impl FromStr for Grant {
                 };
                 let resource = resource_name(name).map_err(fail)?;
                 check_path_prefix(&prefix).map_err(fail)?;
-                let methods = parse_list(verbs, |m| {
-                    let upper = m.to_ascii_uppercase();
-                    HTTP_METHODS
-                        .contains(&upper.as_str())
-                        .then_some(upper)
-                        .ok_or_else(|| format!("unknown HTTP method \"{m}\": expected {} or *", HTTP_METHODS.join(", ")))
-                }, || HTTP_METHODS.iter().map(|m| m.to_string()).collect())
+                let methods = parse_list(
+                    verbs,
+                    |m| {
+                        let upper = m.to_ascii_uppercase();
+                        HTTP_METHODS
+                            .contains(&upper.as_str())
+                            .then_some(upper)
+                            .ok_or_else(|| {
+                                format!(
+                                    "unknown HTTP method \"{m}\": expected {} or *",
+                                    HTTP_METHODS.join(", ")
+                                )
+                            })
+                    },
+                    || HTTP_METHODS.iter().map(|m| m.to_string()).collect(),
+                )
                 .map_err(fail)?;
-                Ok(Self::Http { resource, path_prefix: prefix, methods })
+                Ok(Self::Http {
+                    resource,
+                    path_prefix: prefix,
+                    methods,
+                })
             }
             "container" => {
                 let (name, service) = match target.split_once('/') {
@@ -318,17 +384,29 @@ impl FromStr for Grant {
                     Some(s) => Some(resource_name(s).map_err(|e| fail(format!("service: {e}")))?),
                     None => None,
                 };
-                let verbs = parse_list(verbs, |v| {
-                    ContainerVerb::ALL
-                        .into_iter()
-                        .find(|known| known.as_str() == v)
-                        .ok_or_else(|| {
-                            let all: Vec<&str> = ContainerVerb::ALL.iter().map(|v| v.as_str()).collect();
-                            format!("unknown container verb \"{v}\": expected {} or *", all.join(", "))
-                        })
-                }, || ContainerVerb::ALL.into_iter().collect())
+                let verbs = parse_list(
+                    verbs,
+                    |v| {
+                        ContainerVerb::ALL
+                            .into_iter()
+                            .find(|known| known.as_str() == v)
+                            .ok_or_else(|| {
+                                let all: Vec<&str> =
+                                    ContainerVerb::ALL.iter().map(|v| v.as_str()).collect();
+                                format!(
+                                    "unknown container verb \"{v}\": expected {} or *",
+                                    all.join(", ")
+                                )
+                            })
+                    },
+                    || ContainerVerb::ALL.into_iter().collect(),
+                )
                 .map_err(fail)?;
-                Ok(Self::Container { resource, service, verbs })
+                Ok(Self::Container {
+                    resource,
+                    service,
+                    verbs,
+                })
             }
             other => Err(fail(format!(
                 "unknown capability \"{other}\": expected db, container, http or fs"
@@ -354,7 +432,10 @@ fn resource_name(name: &str) -> Result<String, String> {
     if name == "*" {
         return Err("\"*\" is not a resource: name each resource you grant".into());
     }
-    if let Some(bad) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_')) {
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+    {
         return Err(format!(
             "\"{name}\" has '{bad}': resource names use letters, digits, '-' and '_'"
         ));
@@ -364,9 +445,12 @@ fn resource_name(name: &str) -> Result<String, String> {
 
 fn check_path_prefix(prefix: &str) -> Result<(), String> {
     if prefix.split('/').any(|seg| seg == ".." || seg == ".") {
-        return Err(format!("path prefix \"{prefix}\" has a '.' or '..' segment"));
+        return Err(format!(
+            "path prefix \"{prefix}\" has a '.' or '..' segment"
+        ));
     }
-    if prefix.contains("//") || prefix.contains('*') || prefix.contains('?') || prefix.contains('%') {
+    if prefix.contains("//") || prefix.contains('*') || prefix.contains('?') || prefix.contains('%')
+    {
         return Err(format!(
             "path prefix \"{prefix}\" must be a plain path (no '//', '*', '?' or '%')"
         ));
@@ -431,7 +515,10 @@ mod tests {
     #[test]
     fn verbs_are_normalised() {
         assert_eq!(parse("http=api:post,get").to_string(), "http=api:GET,POST");
-        assert_eq!(parse("container=a:logs,inspect,logs").to_string(), "container=a:inspect,logs");
+        assert_eq!(
+            parse("container=a:logs,inspect,logs").to_string(),
+            "container=a:inspect,logs"
+        );
     }
 
     #[test]
@@ -462,7 +549,10 @@ mod tests {
         ];
         for (text, want) in cases {
             let got = reason(text);
-            assert!(got.contains(want), "{text:?}: reason {got:?} lacks {want:?}");
+            assert!(
+                got.contains(want),
+                "{text:?}: reason {got:?} lacks {want:?}"
+            );
         }
     }
 

@@ -69,7 +69,11 @@ impl CompileCache {
     fn usable_dir(&self) -> Option<&Path> {
         let dir = self.dir.as_deref()?;
         if !dir.exists() {
-            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).ok()?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .ok()?;
         }
         let meta = std::fs::metadata(dir).ok()?;
         let ours = meta.uid() == unsafe_free_euid();
@@ -77,7 +81,11 @@ impl CompileCache {
         (meta.is_dir() && ours && private).then_some(dir)
     }
 
-    pub fn load(&self, engine: &Engine, plugin: &PluginFile) -> anyhow::Result<(Component, Compiled)> {
+    pub fn load(
+        &self,
+        engine: &Engine,
+        plugin: &PluginFile,
+    ) -> anyhow::Result<(Component, Compiled)> {
         let Some(dir) = self.usable_dir() else {
             let component = Component::new(engine, &plugin.bytes).map_err(anyhow::Error::from)?;
             return Ok((component, Compiled::NoCache));
@@ -95,17 +103,23 @@ impl CompileCache {
                 }
             }
         }
-        let code = engine.precompile_component(&plugin.bytes).map_err(anyhow::Error::from)?;
+        let code = engine
+            .precompile_component(&plugin.bytes)
+            .map_err(anyhow::Error::from)?;
         let temp = path.with_extension(format!("tmp{}", std::process::id()));
         std::fs::write(&temp, &code).with_context(|| format!("cannot write {}", temp.display()))?;
-        std::fs::rename(&temp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::rename(&temp, &path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
         // SAFETY: the bytes were produced just above by this engine.
-        let component = unsafe { Component::deserialize(engine, &code) }.map_err(anyhow::Error::from)?;
+        let component =
+            unsafe { Component::deserialize(engine, &code) }.map_err(anyhow::Error::from)?;
         Ok((component, Compiled::CacheMiss))
     }
 }
 
 /// The effective uid, read from /proc so no libc call is needed.
 fn unsafe_free_euid() -> u32 {
-    std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX)
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(u32::MAX)
 }

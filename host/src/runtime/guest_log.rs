@@ -26,19 +26,31 @@ pub struct GuestOutput {
 
 impl GuestOutput {
     pub fn new(stream: &'static str, output: Arc<Output>, budget: Arc<LogBudget>) -> Self {
-        Self { stream, output, budget, pending: Arc::new(Mutex::new(Vec::new())) }
+        Self {
+            stream,
+            output,
+            budget,
+            pending: Arc::new(Mutex::new(Vec::new())),
+        }
     }
 
     fn emit(&self, line: &[u8]) {
         let text = String::from_utf8_lossy(line);
-        self.output.guest_line(self.stream, text.trim_end_matches('\r'));
+        self.output
+            .guest_line(self.stream, text.trim_end_matches('\r'));
     }
 
     fn accept(&self, data: &[u8]) -> io::Result<()> {
         if !self.budget.charge(data.len()) {
-            return Err(io::Error::new(io::ErrorKind::QuotaExceeded, self.budget.exceeded_message()));
+            return Err(io::Error::new(
+                io::ErrorKind::QuotaExceeded,
+                self.budget.exceeded_message(),
+            ));
         }
-        let mut pending = self.pending.lock().map_err(|_| io::Error::other("log buffer poisoned"))?;
+        let mut pending = self
+            .pending
+            .lock()
+            .map_err(|_| io::Error::other("log buffer poisoned"))?;
         pending.extend_from_slice(data);
         while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = pending.drain(..=pos).collect();
@@ -76,7 +88,11 @@ impl StdoutStream for GuestOutput {
 }
 
 impl AsyncWrite for GuestOutput {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Poll::Ready(self.accept(buf).map(|()| buf.len()))
     }
 

@@ -19,7 +19,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { timeout: Duration::from_secs(3600), memory_bytes: 512 << 20, log_bytes: 1 << 20 }
+        Self {
+            timeout: Duration::from_secs(3600),
+            memory_bytes: 512 << 20,
+            log_bytes: 1 << 20,
+        }
     }
 }
 
@@ -31,12 +35,20 @@ pub struct MemoryLimiter {
 
 impl MemoryLimiter {
     pub fn new(max_bytes: usize) -> Self {
-        Self { max_bytes, hit: false }
+        Self {
+            max_bytes,
+            hit: false,
+        }
     }
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.max_bytes {
             self.hit = true;
             return Ok(false);
@@ -44,7 +56,12 @@ impl ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         // A table of a million entries is already far past any honest plugin.
         if desired > 1_000_000 {
             self.hit = true;
@@ -59,18 +76,30 @@ pub struct LogBudget {
     limit: u64,
     used: AtomicU64,
     exceeded: AtomicBool,
+    /// Interrupted when the budget runs out: a guest that ignores failed
+    /// writes would otherwise spin until the deadline.
+    engine: Option<Engine>,
 }
 
 impl LogBudget {
-    pub fn new(limit: u64) -> Self {
-        Self { limit, used: AtomicU64::new(0), exceeded: AtomicBool::new(false) }
+    pub fn new(limit: u64, engine: Option<Engine>) -> Self {
+        Self {
+            limit,
+            used: AtomicU64::new(0),
+            exceeded: AtomicBool::new(false),
+            engine,
+        }
     }
 
     /// Charge `bytes`; false (and remembered) once the budget is spent.
     pub fn charge(&self, bytes: usize) -> bool {
         let used = self.used.fetch_add(bytes as u64, Ordering::Relaxed) + bytes as u64;
         if used > self.limit {
-            self.exceeded.store(true, Ordering::Relaxed);
+            if !self.exceeded.swap(true, Ordering::SeqCst) {
+                if let Some(engine) = &self.engine {
+                    engine.increment_epoch();
+                }
+            }
             return false;
         }
         true
@@ -104,7 +133,10 @@ impl Deadline {
                 engine.increment_epoch();
             }
         });
-        Self { cancel: Some(cancel), fired }
+        Self {
+            cancel: Some(cancel),
+            fired,
+        }
     }
 
     pub fn fired(&self) -> bool {
@@ -121,5 +153,6 @@ impl Drop for Deadline {
 
 /// Parse `90s`, `5m`, `1h30m` (humantime).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text).map_err(|e| format!("{text:?} is not a duration like 90s, 5m or 1h: {e}"))
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration like 90s, 5m or 1h: {e}"))
 }

@@ -37,7 +37,10 @@ pub struct HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -122,16 +125,24 @@ pub fn admit(req: &RunRequest<'_>) -> Result<Vec<Grant>, RunError> {
     compat::check_min_host(&manifest.min_host).map_err(|e| RunError::Refused(format!("{e:#}")))?;
     let decision = decide(manifest, &req.plugin.sha256, req.policy, req.allow);
     if !decision.allowed() {
-        return Err(RunError::Refused(decision.refusal(manifest, &req.plugin.sha256, req.policy)));
+        return Err(RunError::Refused(decision.refusal(
+            manifest,
+            &req.plugin.sha256,
+            req.policy,
+        )));
     }
     req.plugin
         .world
         .check(&decision.granted)
         .map_err(|e| RunError::Refused(format!("{}: {e:#}", manifest.identity())))?;
-    req.config.check_resources(&decision.granted).map_err(RunError::Config)?;
+    req.config
+        .check_resources(&decision.granted)
+        .map_err(RunError::Config)?;
     for grant in &decision.granted {
         if grant.is_wildcard() {
-            req.output.warn(&format!("{grant} grants every verb, including ones added in later versions"));
+            req.output.warn(&format!(
+                "{grant} grants every verb, including ones added in later versions"
+            ));
         }
     }
     Ok(decision.granted)
@@ -139,7 +150,10 @@ pub fn admit(req: &RunRequest<'_>) -> Result<Vec<Grant>, RunError> {
 
 pub async fn run(req: RunRequest<'_>) -> Result<RunSuccess, RunError> {
     let started = Instant::now();
-    let budget = Arc::new(LogBudget::new(req.limits.log_bytes));
+    let budget = Arc::new(LogBudget::new(
+        req.limits.log_bytes,
+        Some(req.engine.clone()),
+    ));
     let ctx_for_audit = |grants: Vec<Grant>| {
         Arc::new(RunContext {
             plugin: plugin_ref(req.plugin),
@@ -154,13 +168,15 @@ pub async fn run(req: RunRequest<'_>) -> Result<RunSuccess, RunError> {
         Ok(g) => g,
         Err(e) => {
             let ctx = ctx_for_audit(Vec::new());
-            ctx.event("run", "admit", "refused", Some(&e.to_string())).map_err(RunError::Host)?;
+            ctx.event("run", "admit", "refused", Some(&e.to_string()))
+                .map_err(RunError::Host)?;
             return Err(e);
         }
     };
     let ctx = ctx_for_audit(granted.clone());
     let grant_list: Vec<String> = granted.iter().map(ToString::to_string).collect();
-    ctx.event("run", "start", "ok", Some(&grant_list.join(" "))).map_err(RunError::Host)?;
+    ctx.event("run", "start", "ok", Some(&grant_list.join(" ")))
+        .map_err(RunError::Host)?;
 
     let result = execute(&req, &ctx, &budget).await;
     let (outcome, detail) = match &result {
@@ -169,9 +185,15 @@ pub async fn run(req: RunRequest<'_>) -> Result<RunSuccess, RunError> {
         Err(RunError::Crashed(m)) => ("trap", m.clone()),
         Err(e) => ("failed", e.to_string()),
     };
-    ctx.event("run", "end", outcome, Some(&detail)).map_err(RunError::Host)?;
+    ctx.event("run", "end", outcome, Some(&detail))
+        .map_err(RunError::Host)?;
     let (report, compiled) = result?;
-    Ok(RunSuccess { report, compiled, granted, duration: started.elapsed() })
+    Ok(RunSuccess {
+        report,
+        compiled,
+        granted,
+        duration: started.elapsed(),
+    })
 }
 
 async fn execute(
@@ -179,7 +201,10 @@ async fn execute(
     ctx: &Arc<RunContext>,
     budget: &Arc<LogBudget>,
 ) -> Result<(Report, Compiled), RunError> {
-    let (component, compiled) = req.cache.load(req.engine, req.plugin).map_err(RunError::Host)?;
+    let (component, compiled) = req
+        .cache
+        .load(req.engine, req.plugin)
+        .map_err(RunError::Host)?;
     let linker = linker::build(req.engine, ctx.grants.all()).map_err(RunError::Host)?;
 
     let stdout = GuestOutput::new("stdout", Arc::clone(&req.output), Arc::clone(budget));
@@ -215,7 +240,12 @@ async fn execute(
     stderr.flush_partial();
     req.output.finish_bar();
 
-    let timeout_msg = || format!("time limit reached ({})", humantime::format_duration(req.limits.timeout));
+    let timeout_msg = || {
+        format!(
+            "time limit reached ({})",
+            humantime::format_duration(req.limits.timeout)
+        )
+    };
     let result = match outcome {
         Err(_elapsed) => return Err(RunError::Limit(timeout_msg())),
         Ok(r) => r,
@@ -224,12 +254,16 @@ async fn execute(
         Ok(Ok(report)) => Ok((report, compiled)),
         Ok(Err(plugin_error)) => Err(RunError::Plugin(plugin_error)),
         Err(trap) => {
-            let limit = if deadline.fired() || trap.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-                Some(timeout_msg())
-            } else if store.data().limiter.hit {
-                Some(format!("memory limit reached ({} MiB)", req.limits.memory_bytes >> 20))
+            // Most specific first: the log cap also interrupts via the epoch.
+            let limit = if store.data().limiter.hit {
+                Some(format!(
+                    "memory limit reached ({} MiB)",
+                    req.limits.memory_bytes >> 20
+                ))
             } else if budget.exceeded() {
                 Some(budget.exceeded_message())
+            } else if deadline.fired() || trap.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+                Some(timeout_msg())
             } else {
                 None
             };

@@ -34,18 +34,26 @@ impl opshost_sdk::Operation for Example {
 
         progress::step("writing the report", None);
         let dir = fs::open("work").context("opening the work directory")?;
-        let checked_at = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let checked_at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         let mut out = WriteStream::new(dir.create(REPORT)?);
         let text = format!(
             "checked-at-unix: {checked_at}\nstatus: {status}\nbody: {}\nnote: {}\n",
             body.trim(),
             args.join(" ")
         );
-        out.write_all(text.as_bytes()).map_err(|e| fail(format!("writing {REPORT}: {e}")))?;
+        out.write_all(text.as_bytes())
+            .map_err(|e| fail(format!("writing {REPORT}: {e}")))?;
         out.finish().context(REPORT)?;
         let files = dir.list("")?.len();
 
-        let report = if status == 200 { Report::ok("the API is healthy") } else { Report::attention("the API is not healthy") };
+        let report = if status == 200 {
+            Report::ok("the API is healthy")
+        } else {
+            Report::attention("the API is not healthy")
+        };
         Ok(report
             .fact("status", status)
             .fact("report", format!("work/{REPORT} ({} bytes)", text.len()))

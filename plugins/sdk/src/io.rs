@@ -28,7 +28,11 @@ pub struct ReadStream {
 
 impl ReadStream {
     pub fn new(inner: Reader) -> Self {
-        Self { inner, buf: Vec::new(), pos: 0 }
+        Self {
+            inner,
+            buf: Vec::new(),
+            pos: 0,
+        }
     }
 }
 
@@ -57,7 +61,10 @@ pub struct WriteStream {
 
 impl WriteStream {
     pub fn new(inner: Writer) -> Self {
-        Self { inner, buf: Vec::with_capacity(CHUNK as usize) }
+        Self {
+            inner,
+            buf: Vec::with_capacity(CHUNK as usize),
+        }
     }
 
     pub fn finish(mut self) -> crate::Result<()> {

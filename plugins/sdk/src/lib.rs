@@ -33,8 +33,8 @@ pub mod io;
 pub mod manifest;
 pub mod report;
 
-pub use bindings::opshost::plugin::{container, db, fs, http, progress};
 pub use bindings::opshost::plugin::types::{Error, Outcome};
+pub use bindings::opshost::plugin::{container, db, fs, http, progress};
 pub use bindings::Guest as Operation;
 pub use report::Report;
 
@@ -94,10 +94,33 @@ pub mod web {
     use super::Result;
 
     pub fn get(api: &str, path: &str) -> Result<Response> {
-        http::send(api, &Request { method: "GET".into(), path: path.into(), headers: vec![], body: None, timeout_ms: None })
+        http::send(
+            api,
+            &Request {
+                method: "GET".into(),
+                path: path.into(),
+                headers: vec![],
+                body: None,
+                timeout_ms: None,
+            },
+        )
     }
 
-    pub fn post(api: &str, path: &str, headers: Vec<(String, String)>, body: Vec<u8>) -> Result<Response> {
-        http::send(api, &Request { method: "POST".into(), path: path.into(), headers, body: Some(body), timeout_ms: None })
+    pub fn post(
+        api: &str,
+        path: &str,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    ) -> Result<Response> {
+        http::send(
+            api,
+            &Request {
+                method: "POST".into(),
+                path: path.into(),
+                headers,
+                body: Some(body),
+                timeout_ms: None,
+            },
+        )
     }
 }

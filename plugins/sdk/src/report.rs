@@ -7,12 +7,20 @@ pub type Report = WitReport;
 impl WitReport {
     /// A successful report with a one-line summary.
     pub fn ok(summary: impl Into<String>) -> Self {
-        Self { outcome: Outcome::Ok, summary: summary.into(), facts: Vec::new(), data: None }
+        Self {
+            outcome: Outcome::Ok,
+            summary: summary.into(),
+            facts: Vec::new(),
+            data: None,
+        }
     }
 
     /// Completed, but the operator must look at something (exit code 6).
     pub fn attention(summary: impl Into<String>) -> Self {
-        Self { outcome: Outcome::Attention, ..Self::ok(summary) }
+        Self {
+            outcome: Outcome::Attention,
+            ..Self::ok(summary)
+        }
     }
 
     pub fn fact(mut self, key: impl Into<String>, value: impl ToString) -> Self {

@@ -26,7 +26,10 @@ struct Hostile;
 
 fn get(api: &str, path: &str) -> Result<Report> {
     let r = web::get(api, path)?;
-    Ok(Report::ok(format!("GET {path} -> {}", r.head.status)).fact("final path", r.head.final_path))
+    Ok(
+        Report::ok(format!("GET {path} -> {}", r.head.status))
+            .fact("final path", r.head.final_path),
+    )
 }
 
 impl opshost_sdk::Operation for Hostile {
@@ -70,7 +73,10 @@ impl opshost_sdk::Operation for Hostile {
             "env" => {
                 let vars: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
                 let args: Vec<String> = std::env::args().collect();
-                Ok(Report::ok("environment probed").fact("vars", vars.len()).fact("names", vars.join(",")).fact("args", args.len()))
+                Ok(Report::ok("environment probed")
+                    .fact("vars", vars.len())
+                    .fact("names", vars.join(","))
+                    .fact("args", args.len()))
             }
             "socket" => {
                 let outcome = match std::net::TcpStream::connect(arg.as_str()) {
@@ -88,7 +94,9 @@ impl opshost_sdk::Operation for Hostile {
                     Ok(_) => "read /etc/passwd".to_string(),
                     Err(e) => format!("refused: {e}"),
                 };
-                Ok(Report::ok("filesystem probed").fact("list", outcome).fact("read", read))
+                Ok(Report::ok("filesystem probed")
+                    .fact("list", outcome)
+                    .fact("read", read))
             }
             "loop" => {
                 let mut x: u64 = 0;
@@ -106,7 +114,10 @@ impl opshost_sdk::Operation for Hostile {
             "flood" => {
                 let mut out = std::io::stdout();
                 loop {
-                    let _ = writeln!(out, "flooding the log with a line that never ends ............................");
+                    let _ = writeln!(
+                        out,
+                        "flooding the log with a line that never ends ............................"
+                    );
                 }
             }
             "progress-flood" => loop {
@@ -126,7 +137,11 @@ impl opshost_sdk::Operation for Hostile {
                 Ok(Report::ok("connected"))
             }
             "container-exec" => {
-                let opts = container::ExecOptions { env: vec![], user: None, workdir: None };
+                let opts = container::ExecOptions {
+                    env: vec![],
+                    user: None,
+                    workdir: None,
+                };
                 container::exec("agledger", "api", &["sh".to_string()], &opts)?;
                 Ok(Report::ok("exec"))
             }

@@ -19,13 +19,17 @@ impl opshost_sdk::Operation for Noop {
         match args.as_slice() {
             [] => Ok(Report::ok("nothing done")),
             [cmd, n] if cmd == "calls" => {
-                let n: u64 = n.parse().map_err(|_| invalid(format!("calls takes a number, not {n:?}")))?;
+                let n: u64 = n
+                    .parse()
+                    .map_err(|_| invalid(format!("calls takes a number, not {n:?}")))?;
                 for i in 0..n {
                     progress::advance(i);
                 }
                 Ok(Report::ok(format!("{n} host calls")).fact("calls", n))
             }
-            other => Err(invalid(format!("unknown arguments {other:?}: use no argument or `calls N`"))),
+            other => Err(invalid(format!(
+                "unknown arguments {other:?}: use no argument or `calls N`"
+            ))),
         }
     }
 }
