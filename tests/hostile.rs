@@ -317,8 +317,16 @@ fn container_verbs_services_and_projects_beyond_the_grant_are_denied() {
 }
 
 #[test]
-fn a_granted_db_call_says_the_backend_is_missing_rather_than_pretending() {
-    let out = sandbox().run(&plugin("hostile"), &[], &["db-granted"]);
+fn a_granted_db_call_to_an_unreachable_server_fails_clearly() {
+    let sb = sandbox();
+    let out = sb.run(&plugin("hostile"), &[], &["db-granted"]);
     assert_eq!(out.code, PLUGIN_FAILED, "{}", out.combined());
-    assert!(out.stderr.contains("unsupported"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cannot connect to the database"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.combined().contains("db-password-123") && !sb.audit_text().contains("db-password-123")
+    );
 }

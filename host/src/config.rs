@@ -44,8 +44,13 @@ pub struct Config {
 pub struct DbResource {
     /// A full connection URL.
     pub url: Option<String>,
-    /// A compose `.env` to read the connection from instead.
+    /// A compose `.env` to read the connection from instead
+    /// (DATABASE_URL, DATABASE_URL_MIGRATE for admin, else POSTGRES_*).
     pub env_file: Option<PathBuf>,
+    /// With a bundled database (no DATABASE_URL in the `.env`): where the
+    /// postgres container listens.
+    pub host: Option<String>,
+    pub port: Option<u16>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod caps;
 pub mod config;
+pub mod dotenv;
 pub mod exit;
 pub mod output;
 pub mod plugin;

@@ -14,7 +14,8 @@ use std::sync::Arc;
 pub fn plugin(name: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../target/wasm32-wasip2/release")
-        .join(format!("{name}.wasm"));
+        // cargo names a cdylib after the crate, with '-' as '_'.
+        .join(format!("{}.wasm", name.replace('-', "_")));
     assert!(
         path.exists(),
         "{} is missing: run tests/run.sh, which builds the plugins first",
@@ -150,10 +151,20 @@ impl Sandbox {
 
     /// The standard config, plus `extra` TOML.
     pub fn write_config(&self, extra: &str) {
+        self.write_config_with_db(
+            "postgres://agledger:db-password-123@127.0.0.1:1/agledger",
+            extra,
+        );
+    }
+
+    /// The standard config with `[db.agledger]` at `db_url`, plus `extra`.
+    pub fn write_config_with_db(&self, db_url: &str, extra: &str) {
+        std::fs::create_dir_all(self.path("backups")).expect("backups");
         let text = format!(
             "[dir.work]\npath = \"work\"\n[dir.secret]\npath = \"secret\"\n\
              [http.api]\nurl = \"{api}\"\n[http.other]\nurl = \"{evil}\"\n\
-             [db.agledger]\nurl = \"postgres://agledger:db-password-123@127.0.0.1:1/agledger\"\n\
+             [dir.backups]\npath = \"backups\"\n\
+             [db.agledger]\nurl = \"{db_url}\"\n\
              [db.other]\nurl = \"postgres://x:y@127.0.0.1:1/other\"\n\
              [containers.agledger]\nproject = \"agledger\"\n\
              [containers.otherproject]\nproject = \"otherproject\"\n{extra}",
@@ -224,3 +235,58 @@ pub const USAGE: i32 = 2;
 pub const DENIED: i32 = 3;
 pub const LIMIT: i32 = 5;
 pub const ATTENTION: i32 = 6;
+
+/// The test PostgreSQL started by tests/run.sh (tests/pg.sh).
+pub fn pg_admin_url() -> String {
+    std::env::var("OPSHOST_TEST_PG").unwrap_or_else(|_| {
+        panic!("OPSHOST_TEST_PG is not set: run the tests with tests/run.sh, which starts PostgreSQL (tests/pg.sh)")
+    })
+}
+
+/// The test server's URL for another database.
+pub fn database_url(db: &str) -> String {
+    let admin = pg_admin_url();
+    let base = admin
+        .strip_suffix("/postgres")
+        .expect("OPSHOST_TEST_PG ends in /postgres");
+    format!("{base}/{db}")
+}
+
+/// `psql` against the test server; panics with its stderr on failure.
+pub fn psql(db: &str, sql: &str) -> String {
+    let url = database_url(db);
+    let out = Command::new("psql")
+        .args([url.as_str(), "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A fresh database on the test server, named uniquely for this test.
+pub fn fresh_database(tag: &str) -> (String, String) {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let name = format!(
+        "t{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst),
+        tag
+    );
+    psql("postgres", &format!("CREATE DATABASE {name}"));
+    let url = database_url(&name);
+    (name, url)
+}
+
+/// The last NDJSON line of a `--json` run.
+pub fn result_json(out: &Output) -> serde_json::Value {
+    let last = out
+        .stdout
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("no output: {}", out.stderr));
+    serde_json::from_str(last).expect("result line is JSON")
+}

@@ -31,11 +31,21 @@ impl DirHandle {
         &self.name
     }
 
+    /// An owned copy of the handle, for host work that outlives a borrow
+    /// of the resource table (e.g. across an await).
+    pub fn duplicate(&self) -> Result<DirHandle, CapError> {
+        Ok(DirHandle {
+            name: self.name.clone(),
+            dir: self.dir.try_clone()?,
+            access: self.access,
+        })
+    }
+
     pub fn cap_dir(&self) -> &Dir {
         &self.dir
     }
 
-    fn require_rw(&self, what: &str) -> Result<(), CapError> {
+    pub(crate) fn require_rw(&self, what: &str) -> Result<(), CapError> {
         match self.access {
             FsAccess::Rw => Ok(()),
             FsAccess::Ro => Err(CapError::missing(
@@ -150,6 +160,19 @@ impl AtomicFile {
             Some(f) => f.write_all(data),
             None => Err(std::io::Error::other("file already finished")),
         }
+    }
+
+    /// A descriptor on the temp file, for a child process to write into.
+    pub fn std_handle(&self) -> std::io::Result<std::fs::File> {
+        match &self.file {
+            Some(f) => Ok(f.try_clone()?.into_std()),
+            None => Err(std::io::Error::other("file already finished")),
+        }
+    }
+
+    /// A fresh read descriptor on the temp file, at its start.
+    pub fn std_handle_from_start(&self) -> std::io::Result<std::fs::File> {
+        Ok(self.dir.open(&self.temp)?.into_std())
     }
 
     pub fn commit(&mut self) -> std::io::Result<()> {

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# A PostgreSQL 15 test cluster on 127.0.0.1 (the server refuses to run as
+# root, so it runs as the `postgres` user). Password auth over TCP, TLS on
+# with a self-signed certificate for "localhost".
+#   tests/pg.sh start   -> prints the superuser URL
+#   tests/pg.sh stop
+set -euo pipefail
+dir=${OPSHOST_PG_DIR:-/tmp/opshost-test-pg}
+port=${OPSHOST_PG_PORT:-54329}
+bin=/usr/lib/postgresql/15/bin
+password=opshost-test
+url="postgres://postgres:$password@127.0.0.1:$port/postgres"
+
+case "${1:-start}" in
+stop)
+  [ -d "$dir/data" ] && runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -m fast stop >/dev/null 2>&1 || true
+  exit 0 ;;
+start) ;;
+*) echo "usage: $0 start|stop" >&2; exit 2 ;;
+esac
+
+if runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
+  echo "$url"; exit 0
+fi
+rm -rf "$dir"
+mkdir -p "$dir/sock"
+chmod 755 "$dir"
+# A test CA (ca.crt, what clients trust) and a server certificate it signed.
+openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=opshost test CA" \
+  -keyout "$dir/ca.key" -out "$dir/ca.crt" >/dev/null 2>&1
+openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+  -keyout "$dir/server.key" -out "$dir/server.csr" >/dev/null 2>&1
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > "$dir/server.ext"
+openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial -days 30 \
+  -extfile "$dir/server.ext" -out "$dir/server.crt" >/dev/null 2>&1
+chmod 600 "$dir/server.key"
+chown -R postgres:postgres "$dir"
+runuser -u postgres -- "$bin/initdb" -D "$dir/data" -U postgres --auth-local=trust --auth-host=scram-sha-256 \
+  -E UTF8 --no-locale --no-sync >/dev/null
+runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start \
+  -o "-p $port -k $dir/sock -c listen_addresses=127.0.0.1 -c ssl=on -c ssl_cert_file=$dir/server.crt -c ssl_key_file=$dir/server.key -c fsync=off" >/dev/null
+runuser -u postgres -- "$bin/psql" -h "$dir/sock" -p "$port" -U postgres -qc "ALTER USER postgres PASSWORD '$password'" >/dev/null
+echo "$url"
