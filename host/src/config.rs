@@ -64,6 +64,10 @@ pub struct DirResource {
 pub struct ContainersResource {
     /// The compose project name (label `com.docker.compose.project`).
     pub project: String,
+    /// Image repositories a plugin may pull, recreate with or run
+    /// (e.g. `127.0.0.1:5000/agledger/agledger`). Default: the repositories
+    /// the project's containers already use.
+    pub images: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -181,6 +181,8 @@ pub struct RunContext {
     pub config: Arc<crate::config::Config>,
     pub grants: GrantSet,
     pub log_budget: Arc<crate::runtime::limits::LogBudget>,
+    /// The Docker Engine client, connected on first use.
+    pub docker: tokio::sync::OnceCell<bollard::Docker>,
 }
 
 impl RunContext {

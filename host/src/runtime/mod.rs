@@ -162,6 +162,7 @@ pub async fn run(req: RunRequest<'_>) -> Result<RunSuccess, RunError> {
             config: Arc::clone(&req.config),
             grants: GrantSet::new(grants),
             log_budget: Arc::clone(&budget),
+            docker: tokio::sync::OnceCell::new(),
         })
     };
     let granted = match admit(&req) {
