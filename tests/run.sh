@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # The whole test suite: builds the host and the plugins, then runs every
 # unit and integration test against real files, a real HTTP server on
-# 127.0.0.1 and a real PostgreSQL 15 (started by tests/pg.sh).
+# 127.0.0.1, a real PostgreSQL 15 (tests/pg.sh) and the AGLedger stand-in
+# in real containers on the Docker Engine (tests/standin-up.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tests/build-plugins.sh
 # Real backends the tests talk to.
 OPSHOST_TEST_PG=$(tests/pg.sh start)
 export OPSHOST_TEST_PG OPSHOST_TEST_PG_CA=${OPSHOST_PG_DIR:-/tmp/opshost-test-pg}/ca.crt
+OPSHOST_TEST_STANDIN=$(tests/standin-up.sh)
+export OPSHOST_TEST_STANDIN OPSHOST_TEST_STANDIN_PROJECT=opshost-test
+trap 'tests/standin-up.sh down' EXIT
 cargo test --release -p opshost "$@"

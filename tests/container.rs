@@ -1,0 +1,351 @@
+//! The container capability against the real Docker Engine and the
+//! AGLedger stand-in deployment (compose project `opshost-test`, brought up
+//! by tests/standin-up.sh). The tests share one deployment, so they run one
+//! at a time.
+
+mod common;
+
+use std::process::Command;
+use std::sync::Mutex;
+
+use common::*;
+
+static ENGINE: Mutex<()> = Mutex::new(());
+
+fn project() -> String {
+    std::env::var("OPSHOST_TEST_STANDIN_PROJECT").unwrap_or_else(|_| {
+        panic!("OPSHOST_TEST_STANDIN_PROJECT is not set: run the tests with tests/run.sh, which brings up the stand-in")
+    })
+}
+
+fn sandbox() -> Sandbox {
+    let sb = Sandbox::new();
+    sb.write_config(&format!(
+        "[containers.agledger]\nproject = \"{}\"\n",
+        project()
+    ));
+    // The standard config names [containers.agledger] already: replace it.
+    let text = std::fs::read_to_string(sb.path("config.toml")).expect("config");
+    let standard = "[containers.agledger]\nproject = \"agledger\"\n";
+    std::fs::write(sb.path("config.toml"), text.replacen(standard, "", 1)).expect("config");
+    sb.write_policy(
+        "[[plugin]]\nvendor = \"opshost-testing\"\nname = \"ctlprobe\"\n\
+         allow = [\"container=agledger:inspect,logs,exec,stop,start,pull,recreate,run\"]\n",
+    );
+    sb
+}
+
+fn probe(sb: &Sandbox, args: &[&str]) -> serde_json::Value {
+    let out = sb.run(&plugin("ctlprobe"), &["--json", "--timeout", "3m"], args);
+    let v = result_json(&out);
+    assert_eq!(v["ok"], true, "{args:?}: {}", out.combined());
+    v["data"].clone()
+}
+
+fn probe_fails(sb: &Sandbox, args: &[&str]) -> serde_json::Value {
+    let out = sb.run(&plugin("ctlprobe"), &["--json", "--timeout", "3m"], args);
+    let v = result_json(&out);
+    assert_eq!(v["ok"], false, "{args:?} should fail: {}", out.combined());
+    v
+}
+
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().expect("docker");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn list_and_inspect_see_only_the_project() {
+    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let sb = sandbox();
+    // A container outside the project, with a service label that would match.
+    docker(&["rm", "-f", "opshost-outsider"]);
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        "opshost-outsider",
+        "--label",
+        "com.docker.compose.service=agledger-api",
+        "agledger/agledger:1.3.2",
+        "version",
+    ]);
+    let list = probe(&sb, &["list"]);
+    let services: Vec<&str> = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|c| c["service"].as_str())
+        .collect();
+    for s in ["agledger-api", "agledger-worker", "postgres"] {
+        assert!(services.contains(&s), "{s} in {services:?}");
+    }
+    assert!(list
+        .as_array()
+        .expect("list")
+        .iter()
+        .all(|c| c["name"] != "opshost-outsider"));
+    let api = probe(&sb, &["inspect", "agledger-api"]);
+    assert_eq!(api["state"], "running");
+    assert_eq!(api["health"], "healthy");
+    assert!(
+        api["image"]
+            .as_str()
+            .is_some_and(|i| i.ends_with("agledger/agledger:1.3.2")),
+        "{api}"
+    );
+    let v = probe_fails(&sb, &["inspect", "no-such-service"]);
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no container for service")),
+        "{v}"
+    );
+    docker(&["rm", "-f", "opshost-outsider"]);
+}
+
+#[test]
+fn environment_and_logs() {
+    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let sb = sandbox();
+    let env = probe(&sb, &["env", "agledger-api"]);
+    assert!(
+        env.as_array()
+            .expect("env")
+            .iter()
+            .any(|k| k == "API_KEY_SECRET"),
+        "{env}"
+    );
+    let logs = probe(&sb, &["logs", "agledger-api", "50"]);
+    assert!(logs.as_str().is_some_and(|l| !l.is_empty()), "{logs}");
+}
+
+#[test]
+fn exec_streams_exit_codes_and_stdin() {
+    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let sb = sandbox();
+    let r = probe(&sb, &["exec", "agledger-api", "/agledger", "version"]);
+    assert_eq!(r["code"], 0);
+    assert!(
+        r["stdout"].as_str().is_some_and(|s| s.contains("1.3.2")),
+        "{r}"
+    );
+    let r = probe(
+        &sb,
+        &[
+            "exec",
+            "postgres",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 3",
+        ],
+    );
+    assert_eq!(r["code"], 3);
+    assert_eq!(r["stdout"], "out\n");
+    assert_eq!(r["stderr"], "err\n");
+    let r = probe(
+        &sb,
+        &["exec-stdin", "postgres", "hello through stdin", "cat"],
+    );
+    assert_eq!(r["stdout"], "hello through stdin");
+    let r = probe(&sb, &["exec", "postgres", "sh", "-c", "echo $PROBE"]);
+    assert_eq!(r["stdout"], "1\n");
+}
+
+#[test]
+fn stop_start_restart_and_wait_healthy() {
+    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let sb = sandbox();
+    probe(&sb, &["stop", "agledger-worker"]);
+    assert_eq!(
+        probe(&sb, &["inspect", "agledger-worker"])["state"],
+        "exited"
+    );
+    probe(&sb, &["start", "agledger-worker"]);
+    assert_eq!(
+        probe(&sb, &["wait", "agledger-worker", "30000"])["health"],
+        "healthy"
+    );
+    probe(&sb, &["restart", "agledger-worker"]);
+    assert_eq!(
+        probe(&sb, &["wait", "agledger-worker", "30000"])["health"],
+        "healthy"
+    );
+}
+
+#[test]
+fn pull_returns_the_digest_and_only_allowed_images() {
+    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let sb = sandbox();
+    let digest = probe(&sb, &["pull", "127.0.0.1:5000/agledger/agledger:1.3.3"]);
+    assert!(
+        digest
+            .as_str()
+            .is_some_and(|d| d.starts_with("127.0.0.1:5000/agledger/agledger@sha256:")),
+        "{digest}"
+    );
+    let v = probe_fails(&sb, &["pull", "127.0.0.1:5000/evil/miner:latest"]);
+    assert_eq!(v["exit_code"], DENIED, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not from a repository this project may use")),
+        "{v}"
+    );
+    let v = probe_fails(&sb, &["pull", "127.0.0.1:5000/agledger/agledger:0.0.404"]);
+    assert_eq!(v["exit_code"], PLUGIN_FAILED, "{v}");
+}
+
+#[test]
+fn recreate_keeps_the_configuration_and_rolls_back_on_failure() {
+    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let sb = sandbox();
+    let before = probe(&sb, &["inspect", "agledger-worker"]);
+    let fmt = "{{json .HostConfig.PortBindings}} {{.HostConfig.RestartPolicy.Name}} {{json .Config.Healthcheck}} {{json .Config.Cmd}} {{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}";
+    let name = before["name"].as_str().expect("name").to_string();
+    let config_before = docker(&["inspect", "-f", fmt, &name]);
+
+    let after = probe(
+        &sb,
+        &[
+            "recreate",
+            "agledger-worker",
+            "-",
+            "OPSHOST_PROBE=recreated",
+        ],
+    );
+    assert_eq!(after["name"], before["name"]);
+    assert_ne!(after["id"], before["id"]);
+    assert_eq!(after["labels"], before["labels"]);
+    assert_eq!(
+        docker(&["inspect", "-f", fmt, &name]),
+        config_before,
+        "ports, restart, healthcheck, command, networks kept"
+    );
+    let env = docker(&["inspect", "-f", "{{json .Config.Env}}", &name]);
+    assert!(
+        env.contains("OPSHOST_PROBE=recreated") && env.contains("API_KEY_SECRET="),
+        "{env}"
+    );
+    assert_eq!(
+        probe(&sb, &["wait", "agledger-worker", "30000"])["health"],
+        "healthy"
+    );
+    let old_id = before["id"].as_str().expect("id");
+    assert_eq!(
+        docker(&[
+            "ps",
+            "-aq",
+            "--no-trunc",
+            "--filter",
+            &format!("id={old_id}")
+        ]),
+        "",
+        "the old container is gone"
+    );
+
+    // An image that cannot be created: the running container is put back.
+    let current = probe(&sb, &["inspect", "agledger-worker"]);
+    let v = probe_fails(
+        &sb,
+        &[
+            "recreate",
+            "agledger-worker",
+            "127.0.0.1:5000/agledger/agledger:0.0.404",
+        ],
+    );
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("the previous container was put back")),
+        "{v}"
+    );
+    let restored = probe(&sb, &["inspect", "agledger-worker"]);
+    assert_eq!(restored["id"], current["id"]);
+    assert_eq!(restored["state"], "running");
+
+    // A new image.
+    let upgraded = probe(
+        &sb,
+        &[
+            "recreate",
+            "agledger-worker",
+            "127.0.0.1:5000/agledger/agledger:1.3.3",
+        ],
+    );
+    assert!(upgraded["image"]
+        .as_str()
+        .is_some_and(|i| i.ends_with(":1.3.3")));
+    assert_eq!(
+        probe(&sb, &["wait", "agledger-worker", "30000"])["health"],
+        "healthy"
+    );
+    probe(
+        &sb,
+        &[
+            "recreate",
+            "agledger-worker",
+            "127.0.0.1:5000/agledger/agledger:1.3.2",
+        ],
+    );
+    probe(&sb, &["wait", "agledger-worker", "30000"]);
+}
+
+#[test]
+fn a_never_healthy_release_times_out_with_the_last_health_log() {
+    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let sb = sandbox();
+    probe(
+        &sb,
+        &[
+            "recreate",
+            "agledger-worker",
+            "127.0.0.1:5000/agledger/agledger:1.3.4",
+        ],
+    );
+    let v = probe_fails(&sb, &["wait", "agledger-worker", "4000"]);
+    let error = v["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("timed out") && error.contains("last health check"),
+        "{error}"
+    );
+    probe(
+        &sb,
+        &[
+            "recreate",
+            "agledger-worker",
+            "127.0.0.1:5000/agledger/agledger:1.3.2",
+        ],
+    );
+    assert_eq!(
+        probe(&sb, &["wait", "agledger-worker", "30000"])["health"],
+        "healthy"
+    );
+}
+
+#[test]
+fn one_off_runs_use_the_service_configuration_and_clean_up() {
+    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let sb = sandbox();
+    let r = probe(
+        &sb,
+        &[
+            "run",
+            "agledger-api",
+            "127.0.0.1:5000/agledger/agledger:1.3.3",
+            "version",
+        ],
+    );
+    assert_eq!(r["code"], 0);
+    assert!(
+        r["stdout"].as_str().is_some_and(|s| s.contains("1.3.3")),
+        "{r}"
+    );
+    // preflight needs the service's environment and network to reach the database.
+    let r = probe(&sb, &["run", "agledger-api", "-", "preflight"]);
+    assert_eq!(r["code"], 0, "{r}");
+    let r = probe(&sb, &["run", "agledger-api", "-", "no-such-role"]);
+    assert_ne!(r["code"], 0);
+    let leftovers = docker(&["ps", "-aq", "--filter", "name=opshost_run"]);
+    assert_eq!(leftovers, "", "one-off containers are removed");
+}
