@@ -349,3 +349,47 @@ fn one_off_runs_use_the_service_configuration_and_clean_up() {
     let leftovers = docker(&["ps", "-aq", "--filter", "name=opshost_run"]);
     assert_eq!(leftovers, "", "one-off containers are removed");
 }
+
+/// Bundled database mode: the connection comes from the install's compose
+/// `.env` (POSTGRES_*), goes to the project's postgres container, and
+/// pg_dump/pg_restore run inside that container through the exec API.
+#[test]
+fn bundled_database_dump_and_restore_run_inside_the_container() {
+    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let install = std::env::var("OPSHOST_TEST_STANDIN").expect("OPSHOST_TEST_STANDIN (set by tests/run.sh)");
+    let sb = Sandbox::new();
+    std::fs::create_dir_all(sb.path("backups")).expect("backups");
+    std::fs::write(
+        sb.path("config.toml"),
+        format!(
+            "[dir.backups]\npath = \"backups\"\n\
+             [containers.agledger]\nproject = \"{}\"\n\
+             [db.agledger]\nenv_file = \"{install}/compose/.env\"\ncontainer = \"agledger\"\n",
+            project()
+        ),
+    )
+    .expect("config");
+    sb.write_policy(
+        "[[plugin]]\nvendor = \"opshost-testing\"\nname = \"dbprobe-read\"\nallow = [\"db=agledger:read\"]\n\
+         [[plugin]]\nvendor = \"opshost-testing\"\nname = \"dbprobe-admin\"\nallow = [\"db=agledger:admin\", \"fs=backups:rw\"]\n",
+    );
+    let run = |level: &str, args: &[&str]| {
+        let out = sb.run(&plugin(&format!("dbprobe-{level}")), &["--json"], args);
+        let v = result_json(&out);
+        assert_eq!(v["ok"], true, "{args:?}: {}", out.combined());
+        v
+    };
+    let count = "SELECT count(*) FROM vault_entries";
+    let entries = run("read", &["query", count])["data"]["rows"][0][0].clone();
+    assert!(entries.as_i64().is_some_and(|n| n > 0), "{entries}");
+
+    let dumped = run("admin", &["dump", "bundled.dump"]);
+    assert!(std::fs::metadata(sb.path("backups/bundled.dump")).expect("dump").len() > 0);
+    assert!(dumped["facts"]["server"].as_str().is_some_and(|s| s.starts_with("15.")));
+    run("admin", &["create-db", "agledger_opshost_copy"]);
+    run("admin", &["restore", "bundled.dump", "agledger_opshost_copy", "4"]);
+    let pg = docker(&["ps", "-q", "--filter", &format!("label=com.docker.compose.project={}", project()), "--filter", "label=com.docker.compose.service=postgres"]);
+    let copied = docker(&["exec", &pg, "psql", "-U", "agledger", "-d", "agledger_opshost_copy", "-Atc", count]);
+    assert_eq!(copied, entries.to_string());
+    run("admin", &["drop-db", "agledger_opshost_copy"]);
+}

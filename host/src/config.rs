@@ -51,6 +51,11 @@ pub struct DbResource {
     /// postgres container listens.
     pub host: Option<String>,
     pub port: Option<u16>,
+    /// Bundled mode: the `[containers.NAME]` project whose `service`
+    /// (default `postgres`) runs the database. Connections go to that
+    /// container (unless `host` is set) and pg_dump/pg_restore run inside it.
+    pub container: Option<String>,
+    pub service: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -121,6 +126,13 @@ impl Config {
         }
         for name in config.containers.keys() {
             check_name(name)?;
+        }
+        for (name, db) in &config.db {
+            if let Some(c) = &db.container {
+                if !config.containers.contains_key(c) {
+                    bail!("[db.{name}] container = \"{c}\" names no [containers.{c}] table");
+                }
+            }
         }
         if let Some(p) = config.audit.path.as_mut() {
             if p.is_relative() {

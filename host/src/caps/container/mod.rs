@@ -5,7 +5,7 @@
 
 mod process;
 mod recreate;
-mod scope;
+pub(crate) mod scope;
 
 use std::time::{Duration, Instant};
 
@@ -34,7 +34,7 @@ fn describe(e: &CapError) -> String {
 impl RunContext {
     /// The engine, connected once per run; the API version is negotiated
     /// (the engine may be older than bollard's default).
-    async fn docker(&self) -> Result<Docker, CapError> {
+    pub(crate) async fn docker(&self) -> Result<Docker, CapError> {
         self.docker
             .get_or_try_init(|| async {
                 let docker = Docker::connect_with_local_defaults().map_err(|e| {

@@ -56,14 +56,12 @@ fn portable_endpoint(e: &EndpointSettings, old_id: &str) -> EndpointSettings {
     }
 }
 
+/// A network name and how the container is attached to it.
+type Endpoint = (String, EndpointSettings);
+
 /// The primary network (network_mode) and the others to connect after create
 /// (engines before API 1.44 take one network at create time).
-fn networks(
-    c: &ContainerInspectResponse,
-) -> (
-    Option<(String, EndpointSettings)>,
-    Vec<(String, EndpointSettings)>,
-) {
+fn networks(c: &ContainerInspectResponse) -> (Option<Endpoint>, Vec<Endpoint>) {
     let old_id = c.id.clone().unwrap_or_default();
     let mode = c
         .host_config
@@ -125,7 +123,7 @@ async fn create_and_start(
     docker: &Docker,
     name: &str,
     body: ContainerCreateBody,
-    extra_networks: &[(String, EndpointSettings)],
+    extra_networks: &[Endpoint],
     created: &mut Option<String>,
 ) -> Result<(), CapError> {
     let options = CreateContainerOptionsBuilder::default().name(name).build();

@@ -86,7 +86,7 @@ impl Target {
 
 /// The connection URL for a grant level: admin uses the owner role
 /// (DATABASE_URL_MIGRATE) when the `.env` has one.
-fn url_for(resource: &DbResource, level: DbLevel) -> anyhow::Result<String> {
+fn url_for(resource: &DbResource, level: DbLevel, bundled_host: Option<&str>) -> anyhow::Result<String> {
     if let Some(url) = &resource.url {
         return Ok(url.clone());
     }
@@ -103,7 +103,7 @@ fn url_for(resource: &DbResource, level: DbLevel) -> anyhow::Result<String> {
         return Ok(url);
     }
     // Bundled database: POSTGRES_* with the address the operator gives.
-    let Some(host) = &resource.host else {
+    let Some(host) = resource.host.as_deref().or(bundled_host) else {
         bail!(
             "{} has no DATABASE_URL (bundled database): set `host` (and `port`) in the [db] table to where the postgres container listens",
             env_file.display()
@@ -121,8 +121,10 @@ fn url_for(resource: &DbResource, level: DbLevel) -> anyhow::Result<String> {
     Ok(url.to_string())
 }
 
-pub fn resolve(resource: &DbResource, level: DbLevel) -> anyhow::Result<Target> {
-    let raw = url_for(resource, level)?;
+/// `bundled_host`: the database container's address, when the config says
+/// the database runs in a compose project (`container = …`).
+pub fn resolve(resource: &DbResource, level: DbLevel, bundled_host: Option<&str>) -> anyhow::Result<Target> {
+    let raw = url_for(resource, level, bundled_host)?;
     let mut url = url::Url::parse(&raw).context("the database URL is not a URL")?;
     let mut sslmode = "prefer".to_string();
     let mut root_cert = None;
@@ -307,6 +309,7 @@ mod tests {
         let t = resolve(
             &res("postgres://u:p@db.example:5433/app?sslmode=require&connect_timeout=5"),
             DbLevel::Read,
+            None,
         )
         .expect("resolve");
         assert_eq!(t.tls, Tls::Encrypt { required: true });
@@ -317,12 +320,12 @@ mod tests {
         );
         assert_eq!(t.password().as_deref(), Some("p"));
         assert!(matches!(
-            resolve(&res("postgres://h/d?sslmode=verify-full"), DbLevel::Read)
+            resolve(&res("postgres://h/d?sslmode=verify-full"), DbLevel::Read, None)
                 .expect("r")
                 .tls,
             Tls::Verify { .. }
         ));
-        assert!(resolve(&res("postgres://h/d?sslmode=bogus"), DbLevel::Read).is_err());
+        assert!(resolve(&res("postgres://h/d?sslmode=bogus"), DbLevel::Read, None).is_err());
     }
 
     #[test]
@@ -341,23 +344,24 @@ mod tests {
             port: None,
         };
         assert_eq!(
-            resolve(&r, DbLevel::Read).expect("read").config.get_user(),
+            resolve(&r, DbLevel::Read, None).expect("read").config.get_user(),
             Some("app")
         );
         assert_eq!(
-            resolve(&r, DbLevel::Admin)
+            resolve(&r, DbLevel::Admin, None)
                 .expect("admin")
                 .config
                 .get_user(),
             Some("owner")
         );
         std::fs::write(&env, "POSTGRES_USER=pg\nPOSTGRES_PASSWORD=secret\n").expect("write");
-        assert!(resolve(&r, DbLevel::Read).is_err(), "bundled needs host");
+        assert!(resolve(&r, DbLevel::Read, None).is_err(), "bundled needs host");
+        assert_eq!(resolve(&r, DbLevel::Read, Some("172.18.0.5")).expect("bundled").config.get_user(), Some("pg"));
         let r = DbResource {
             host: Some("172.18.0.2".into()),
             ..r
         };
-        let t = resolve(&r, DbLevel::Read).expect("bundled");
+        let t = resolve(&r, DbLevel::Read, None).expect("bundled");
         assert_eq!(t.config.get_user(), Some("pg"));
         assert_eq!(t.dbname(), "agledger");
     }

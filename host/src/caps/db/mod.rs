@@ -26,6 +26,7 @@ use super::fs::{checked_path, AtomicFile, DirHandle};
 use super::stream::{ByteSink, ByteSource, Origin, Reader, Writer};
 use super::{CapError, Grant, RunContext};
 use crate::policy::DbLevel;
+use super::container::scope;
 use crate::runtime::HostState;
 pub use connect::{resolve, Target};
 
@@ -102,17 +103,42 @@ impl RunContext {
         }
     }
 
-    fn db_target(&self, name: &str, level: DbLevel) -> Result<Target, CapError> {
+    /// Where the database is, and where its client tools run: on the host,
+    /// or (bundled mode) inside the project's database container.
+    async fn db_target(&self, name: &str, level: DbLevel) -> Result<(Target, tools::Runner), CapError> {
         let resource = self.config.db.get(name).ok_or_else(|| {
             CapError::NotFound(format!("the config names no database \"{name}\""))
         })?;
-        resolve(resource, level).map_err(|e| CapError::Failed(format!("[db.{name}]: {e:#}")))
+        let (bundled_host, runner) = match &resource.container {
+            None => (None, tools::Runner::Host),
+            Some(containers) => {
+                let project = &self
+                    .config
+                    .containers
+                    .get(containers)
+                    .ok_or_else(|| CapError::NotFound(format!("the config names no compose project \"{containers}\"")))?
+                    .project;
+                let service = resource.service.as_deref().unwrap_or("postgres");
+                let docker = self.docker().await?;
+                let c = scope::service_container(&docker, project, service).await?;
+                let ip = c
+                    .network_settings
+                    .as_ref()
+                    .and_then(|n| n.networks.as_ref())
+                    .and_then(|n| n.values().find_map(|e| e.ip_address.clone().filter(|ip| !ip.is_empty())))
+                    .ok_or_else(|| CapError::Failed(format!("the {service} container has no network address (is it running?)")))?;
+                (Some(ip), tools::Runner::Container { docker, id: scope::id(&c)? })
+            }
+        };
+        let target = resolve(resource, level, bundled_host.as_deref())
+            .map_err(|e| CapError::Failed(format!("[db.{name}]: {e:#}")))?;
+        Ok((target, runner))
     }
 
     /// A session to the server's maintenance database, for whole-database work.
     async fn maintenance(&self, name: &str) -> Result<(Target, Client), CapError> {
         self.db_level(name, DbLevel::Admin, "manage databases")?;
-        let target = self.db_target(name, DbLevel::Admin)?;
+        let (target, _) = self.db_target(name, DbLevel::Admin).await?;
         let client = connect::connect(&target.with_dbname("postgres")).await?;
         Ok((target, client))
     }
@@ -301,7 +327,7 @@ impl wit::Host for HostState {
         let run = self.run.clone();
         let opened = async {
             let level = run.db_level(&name, DbLevel::Read, "connect")?;
-            let target = run.db_target(&name, level)?;
+            let (target, _) = run.db_target(&name, level).await?;
             let client = connect::connect(&target).await?;
             if level == DbLevel::Read {
                 // Every statement also gets an explicit READ ONLY transaction;
@@ -340,11 +366,11 @@ impl wit::Host for HostState {
             run.db_level(&name, DbLevel::Admin, "dump")?;
             dir.require_rw("write a dump")?;
             let rel = checked_path(dir.name(), &path, false)?;
-            let db = run.db_target(&name, DbLevel::Admin)?;
+            let (db, runner) = run.db_target(&name, DbLevel::Admin).await?;
             let mut file = AtomicFile::create(dir.cap_dir(), rel)?;
-            tools::dump(&db, file.std_handle()?).await?;
+            tools::dump(&runner, &db, file.std_handle()?).await?;
             // Nothing is named `path` until the dump is complete and readable.
-            tools::contents(file.std_handle_from_start()?).await?;
+            tools::contents(&runner, file.std_handle_from_start()?).await?;
             let (size, sha256) = digest(&mut file.std_handle_from_start()?)?;
             let version = server_version(&connect::connect(&db).await?, &name).await?;
             file.commit()?;
@@ -375,13 +401,13 @@ impl wit::Host for HostState {
             run.db_level(&name, DbLevel::Admin, "restore")?;
             let rel = checked_path(dir.name(), &path, false)?;
             let file = dir.cap_dir().open(rel)?.into_std();
-            let db = run.db_target(&name, DbLevel::Admin)?;
+            let (db, runner) = run.db_target(&name, DbLevel::Admin).await?;
             let into = options
                 .into_database
                 .clone()
                 .unwrap_or_else(|| db.dbname().to_string());
             guard::check_database_name(db.dbname(), &into, &name)?;
-            tools::restore(&db.with_dbname(&into), file, options.jobs, options.no_owner).await
+            tools::restore(&runner, &db.with_dbname(&into), file, options.jobs, options.no_owner).await
         }
         .await;
         call.finish(result)
@@ -400,7 +426,8 @@ impl wit::Host for HostState {
         let result = async {
             let rel = checked_path(dir.name(), &path, false)?;
             let file = dir.cap_dir().open(rel)?.into_std();
-            tools::contents(file).await
+            // Reading a table of contents needs no server: the host's tool.
+            tools::contents(&tools::Runner::Host, file).await
         }
         .await;
         call.finish(result)

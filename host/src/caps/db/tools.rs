@@ -2,13 +2,31 @@
 //! into a file and `pg_restore` straight from one, so dump bytes never cross
 //! the sandbox. Files are handed over as open descriptors (opened through
 //! cap-std), never as paths a tool could resolve through a symlink.
+//!
+//! With a bundled database the tools run inside its container through the
+//! Docker exec API (the image's own pg_dump matches its server), with the
+//! file streamed through the exec's stdin/stdout.
 
+use std::io::Write;
 use std::process::Stdio;
 
+use bollard::container::LogOutput;
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::Docker;
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
+use super::super::container::scope::engine_error;
 use super::super::CapError;
 use super::connect::Target;
+
+/// Where the tools run.
+pub enum Runner {
+    Host,
+    /// Inside the database's container (bundled mode).
+    Container { docker: Docker, id: String },
+}
 
 /// Last lines of a tool's stderr, for the error message.
 fn tail(stderr: &[u8]) -> String {
@@ -17,82 +35,144 @@ fn tail(stderr: &[u8]) -> String {
     lines[lines.len().saturating_sub(6)..].join("; ")
 }
 
-fn command(tool: &str, target: &Target) -> Command {
-    let mut cmd = Command::new(tool);
-    cmd.arg("--no-password")
-        .env("PGCONNECT_TIMEOUT", "10")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    if let Some(password) = target.password() {
-        cmd.env("PGPASSWORD", password);
+/// Run `tool args` with the target's password in the environment, `input`
+/// as stdin and `output` as stdout (else stdout is returned).
+async fn run(
+    runner: &Runner,
+    tool: &str,
+    args: Vec<String>,
+    target: Option<&Target>,
+    input: Option<std::fs::File>,
+    output: Option<std::fs::File>,
+) -> Result<Vec<u8>, CapError> {
+    let mut env = vec![("PGCONNECT_TIMEOUT".to_string(), "10".to_string())];
+    if let Some(password) = target.and_then(Target::password) {
+        env.push(("PGPASSWORD".into(), password));
     }
-    cmd
+    match runner {
+        Runner::Host => on_host(tool, args, env, input, output).await,
+        Runner::Container { docker, id } => in_container(docker, id, tool, args, env, input, output).await,
+    }
 }
 
-async fn finish(tool: &str, mut cmd: Command) -> Result<Vec<u8>, CapError> {
-    // spawn + wait_with_output keeps the stdout we configured (a file);
-    // `output()` would replace it with a pipe.
-    let child = cmd.stderr(Stdio::piped()).spawn().map_err(|e| {
-        CapError::Failed(format!(
-            "cannot run {tool} (is the PostgreSQL client installed?): {e}"
-        ))
-    })?;
-    let out = child
-        .wait_with_output()
-        .await
-        .map_err(|e| CapError::Failed(format!("{tool}: {e}")))?;
+async fn on_host(
+    tool: &str,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    input: Option<std::fs::File>,
+    output: Option<std::fs::File>,
+) -> Result<Vec<u8>, CapError> {
+    let mut cmd = Command::new(tool);
+    cmd.args(&args).envs(env).kill_on_drop(true).stderr(Stdio::piped());
+    cmd.stdin(input.map(Stdio::from).unwrap_or_else(Stdio::null));
+    cmd.stdout(output.map(Stdio::from).unwrap_or_else(Stdio::piped));
+    // spawn + wait_with_output keeps the stdio we configured; `output()`
+    // would replace stdout with a pipe.
+    let child = cmd
+        .spawn()
+        .map_err(|e| CapError::Failed(format!("cannot run {tool} (is the PostgreSQL client installed?): {e}")))?;
+    let out = child.wait_with_output().await.map_err(|e| CapError::Failed(format!("{tool}: {e}")))?;
     if !out.status.success() {
-        return Err(CapError::Failed(format!(
-            "{tool} failed ({}): {}",
-            out.status,
-            tail(&out.stderr)
-        )));
+        return Err(CapError::Failed(format!("{tool} failed ({}): {}", out.status, tail(&out.stderr))));
     }
     Ok(out.stdout)
 }
 
+async fn in_container(
+    docker: &Docker,
+    id: &str,
+    tool: &str,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    input: Option<std::fs::File>,
+    mut output: Option<std::fs::File>,
+) -> Result<Vec<u8>, CapError> {
+    let mut cmd = vec![tool.to_string()];
+    cmd.extend(args);
+    let options = CreateExecOptions {
+        cmd: Some(cmd),
+        env: Some(env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        attach_stdin: Some(input.is_some()),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        ..Default::default()
+    };
+    let exec = docker.create_exec(id, options).await.map_err(|e| engine_error(tool, e))?;
+    let started = docker.start_exec(&exec.id, None).await.map_err(|e| engine_error(tool, e))?;
+    let StartExecResults::Attached { output: mut frames, input: mut stdin } = started else {
+        return Err(CapError::Failed(format!("{tool}: the engine detached the exec")));
+    };
+    let feeder = input.map(|file| {
+        tokio::spawn(async move {
+            let mut file = tokio::fs::File::from_std(file);
+            let copied = tokio::io::copy(&mut file, &mut stdin).await;
+            let _ = stdin.shutdown().await;
+            copied.map(drop)
+        })
+    });
+    let (mut collected, mut stderr) = (Vec::new(), Vec::new());
+    while let Some(frame) = frames.next().await {
+        match frame.map_err(|e| engine_error(tool, e))? {
+            LogOutput::StdOut { message } | LogOutput::Console { message } => match output.as_mut() {
+                Some(file) => file.write_all(&message)?,
+                None => collected.extend_from_slice(&message),
+            },
+            LogOutput::StdErr { message } => stderr.extend_from_slice(&message),
+            LogOutput::StdIn { .. } => {}
+        }
+    }
+    if let Some(feeder) = feeder {
+        feeder
+            .await
+            .map_err(|e| CapError::Failed(format!("{tool} stdin: {e}")))?
+            .map_err(|e| CapError::Failed(format!("{tool} stdin: {e}")))?;
+    }
+    if let Some(file) = output.as_mut() {
+        file.flush()?;
+    }
+    let code = docker.inspect_exec(&exec.id).await.map_err(|e| engine_error(tool, e))?.exit_code.unwrap_or(-1);
+    if code != 0 {
+        return Err(CapError::Failed(format!("{tool} failed (exit {code}) in the database container: {}", tail(&stderr))));
+    }
+    Ok(collected)
+}
+
 /// `pg_dump -Fc` of the target database into `out`.
-pub async fn dump(target: &Target, out: std::fs::File) -> Result<(), CapError> {
-    let mut cmd = command("pg_dump", target);
-    cmd.arg("--format=custom")
-        .arg(format!("--dbname={}", target.conninfo()))
-        .stdout(Stdio::from(out));
-    finish("pg_dump", cmd).await.map(drop)
+pub async fn dump(runner: &Runner, target: &Target, out: std::fs::File) -> Result<(), CapError> {
+    let args = vec!["--no-password".into(), "--format=custom".into(), format!("--dbname={}", target.conninfo())];
+    run(runner, "pg_dump", args, Some(target), None, Some(out)).await.map(drop)
 }
 
 /// `pg_restore` of the dump in `input` into the target database.
 pub async fn restore(
+    runner: &Runner,
     target: &Target,
     input: std::fs::File,
     jobs: Option<u32>,
     no_owner: bool,
 ) -> Result<(), CapError> {
-    let mut cmd = command("pg_restore", target);
-    cmd.arg("--exit-on-error")
-        .arg(format!("--dbname={}", target.conninfo()));
+    let mut args = vec!["--no-password".into(), "--exit-on-error".into(), format!("--dbname={}", target.conninfo())];
     if no_owner {
-        cmd.arg("--no-owner").arg("--no-acl");
+        args.extend(["--no-owner".into(), "--no-acl".into()]);
     }
-    cmd.stdin(Stdio::from(input)).stdout(Stdio::null());
-    match jobs {
-        // -j needs a file it can reopen: /dev/stdin is our regular file.
-        Some(j) if j > 1 => {
-            cmd.arg(format!("--jobs={j}")).arg("/dev/stdin");
-        }
+    match (runner, jobs) {
+        // -j needs a file it can reopen: on the host /dev/stdin is our
+        // regular file. In a container stdin is a pipe: one stream.
+        (Runner::Host, Some(j)) if j > 1 => args.extend([format!("--jobs={j}"), "/dev/stdin".into()]),
         _ => {}
     }
-    finish("pg_restore", cmd).await.map(drop)
+    run(runner, "pg_restore", args, Some(target), Some(input), None).await.map(drop)
 }
 
 /// `pg_restore --list`: the table of contents, proving the file is a
 /// readable custom-format dump.
-pub async fn contents(input: std::fs::File) -> Result<Vec<String>, CapError> {
-    let mut cmd = Command::new("pg_restore");
-    cmd.arg("--list")
-        .stdin(Stdio::from(input))
-        .stdout(Stdio::piped())
-        .kill_on_drop(true);
-    let out = finish("pg_restore --list", cmd).await?;
+pub async fn contents(runner: &Runner, input: std::fs::File) -> Result<Vec<String>, CapError> {
+    let out = run(runner, "pg_restore", vec!["--list".into()], None, Some(input), None)
+        .await
+        .map_err(|e| match e {
+            CapError::Failed(m) => CapError::Failed(m.replacen("pg_restore failed", "pg_restore --list failed", 1)),
+            other => other,
+        })?;
     let entries: Vec<String> = String::from_utf8_lossy(&out)
         .lines()
         .filter(|l| !l.starts_with(';') && !l.trim().is_empty())

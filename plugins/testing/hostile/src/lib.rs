@@ -141,6 +141,7 @@ impl opshost_sdk::Operation for Hostile {
                     env: vec![],
                     user: None,
                     workdir: None,
+                    with_stdin: false,
                 };
                 container::exec("agledger", "api", &["sh".to_string()], &opts)?;
                 Ok(Report::ok("exec"))
