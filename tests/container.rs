@@ -356,7 +356,8 @@ fn one_off_runs_use_the_service_configuration_and_clean_up() {
 #[test]
 fn bundled_database_dump_and_restore_run_inside_the_container() {
     let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    let install = std::env::var("OPSHOST_TEST_STANDIN").expect("OPSHOST_TEST_STANDIN (set by tests/run.sh)");
+    let install =
+        std::env::var("OPSHOST_TEST_STANDIN").expect("OPSHOST_TEST_STANDIN (set by tests/run.sh)");
     let sb = Sandbox::new();
     std::fs::create_dir_all(sb.path("backups")).expect("backups");
     std::fs::write(
@@ -384,12 +385,39 @@ fn bundled_database_dump_and_restore_run_inside_the_container() {
     assert!(entries.as_i64().is_some_and(|n| n > 0), "{entries}");
 
     let dumped = run("admin", &["dump", "bundled.dump"]);
-    assert!(std::fs::metadata(sb.path("backups/bundled.dump")).expect("dump").len() > 0);
-    assert!(dumped["facts"]["server"].as_str().is_some_and(|s| s.starts_with("15.")));
+    assert!(
+        std::fs::metadata(sb.path("backups/bundled.dump"))
+            .expect("dump")
+            .len()
+            > 0
+    );
+    assert!(dumped["facts"]["server"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("15.")));
     run("admin", &["create-db", "agledger_opshost_copy"]);
-    run("admin", &["restore", "bundled.dump", "agledger_opshost_copy", "4"]);
-    let pg = docker(&["ps", "-q", "--filter", &format!("label=com.docker.compose.project={}", project()), "--filter", "label=com.docker.compose.service=postgres"]);
-    let copied = docker(&["exec", &pg, "psql", "-U", "agledger", "-d", "agledger_opshost_copy", "-Atc", count]);
+    run(
+        "admin",
+        &["restore", "bundled.dump", "agledger_opshost_copy", "4"],
+    );
+    let pg = docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=com.docker.compose.project={}", project()),
+        "--filter",
+        "label=com.docker.compose.service=postgres",
+    ]);
+    let copied = docker(&[
+        "exec",
+        &pg,
+        "psql",
+        "-U",
+        "agledger",
+        "-d",
+        "agledger_opshost_copy",
+        "-Atc",
+        count,
+    ]);
     assert_eq!(copied, entries.to_string());
     run("admin", &["drop-db", "agledger_opshost_copy"]);
 }

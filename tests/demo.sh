@@ -1,25 +1,23 @@
 #!/usr/bin/env bash
-# A first taste: build everything, then run the example operation against a
-# local HTTP service, show what it wrote and what was audited, and show the
-# refusal when a grant is missing.
+# A first taste: build everything, bring up the AGLedger stand-in (real
+# containers, a real registry, PostgreSQL in the project), then run the
+# example operation against its API, show what it wrote and what was
+# audited, and show the refusal when a grant is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tests/build-plugins.sh >/dev/null 2>&1 || tests/build-plugins.sh
+echo "### building opshost and the plugins (the first build takes several minutes)"
+tests/build-plugins.sh 2>&1 | grep -E "^(error|warning)|Finished" || true
+echo "### bringing up the AGLedger stand-in (project opshost-test, API on 127.0.0.1:24001)"
+install=$(tests/standin-up.sh 2>/tmp/opshost-demo-standin.log) || { tail -20 /tmp/opshost-demo-standin.log; exit 1; }
+echo "    install directory: $install (tests/standin-up.sh down removes it)"
 
 demo=$(mktemp -d /tmp/opshost-demo.XXXXXX)
-mkdir -p "$demo/work" "$demo/api"
-echo '{"status":"ok","version":"demo"}' > "$demo/api/health"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-python3 -m http.server "$port" --bind 127.0.0.1 --directory "$demo/api" >/dev/null 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null || true' EXIT
-for _ in $(seq 50); do (echo >/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.1; done
-
+mkdir -p "$demo/work"
 cat > "$demo/config.toml" <<TOML
 [dir.work]
 path = "work"
 [http.api]
-url = "http://127.0.0.1:$port"
+url = "http://127.0.0.1:24001"
 [audit]
 path = "audit.ndjson"
 TOML
@@ -32,6 +30,7 @@ TOML
 
 opshost=target/release/opshost
 plugin=target/wasm32-wasip2/release/example.wasm
+echo
 echo "### opshost inspect $plugin"
 $opshost inspect "$plugin"
 echo

@@ -423,3 +423,90 @@ fn help_teaches_with_examples_and_exit_codes() {
     let out = run_command(std::process::Command::new(env!("CARGO_BIN_EXE_opshost")));
     assert_eq!(out.code, USAGE);
 }
+
+fn opshost(args: &[&str]) -> Output {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_opshost"));
+    c.args(args);
+    run_command(c)
+}
+
+#[test]
+fn signed_plugins_are_granted_by_signer_and_tampering_is_refused() {
+    let sb = Sandbox::new();
+    let key = sb.path("vendor.key");
+    let key_str = key.to_str().expect("utf-8");
+    let keygen = opshost(&["keygen", "--out", key_str]);
+    assert_eq!(keygen.code, OK, "{}", keygen.combined());
+    let public = keygen.stdout.trim().to_string();
+    assert!(public.starts_with("ed25519:"), "{public}");
+    assert_eq!(
+        opshost(&["keygen", "--out", key_str]).code,
+        USAGE,
+        "never overwrites a key"
+    );
+
+    let signed = sb.path("example.wasm");
+    std::fs::copy(plugin("example"), &signed).expect("copy");
+    let signed_str = signed.to_str().expect("utf-8");
+    assert_eq!(opshost(&["sign", signed_str, "--key", key_str]).code, OK);
+    let inspect = opshost(&["inspect", signed_str]);
+    assert!(
+        inspect.stdout.contains(&format!("signed by {public}")),
+        "{}",
+        inspect.stdout
+    );
+
+    sb.write_policy(&format!(
+        "[[plugin]]\nvendor = \"opshost\"\nname = \"example\"\nsigner = \"{public}\"\nallow = [\"fs=work:rw\", \"http=api:GET\"]\n"
+    ));
+    let out = sb.run(&signed, &[], &[]);
+    assert_eq!(out.code, OK, "{}", out.combined());
+
+    // The same bytes without the .sig: the signer entry does not apply.
+    let unsigned = sb.path("unsigned.wasm");
+    std::fs::copy(plugin("example"), &unsigned).expect("copy");
+    let out = sb.run(&unsigned, &[], &[]);
+    assert_eq!(out.code, DENIED, "{}", out.combined());
+    assert!(
+        out.stderr.contains("requires a signature by") && out.stderr.contains("unsigned"),
+        "{}",
+        out.stderr
+    );
+
+    // Modified after signing: refused outright, even with one-run grants.
+    std::fs::remove_file(sb.path("work/health-report.txt")).expect("first run wrote the report");
+    std::fs::write(&signed, tampered(&std::fs::read(&signed).expect("read"))).expect("tamper");
+    let out = sb.run(
+        &signed,
+        &["--allow", "fs=work:rw", "--allow", "http=api:GET"],
+        &[],
+    );
+    assert_eq!(out.code, DENIED, "{}", out.combined());
+    assert!(
+        out.stderr.contains("signature file does not verify"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !sb.path("work/health-report.txt").exists(),
+        "the tampered plugin never ran"
+    );
+
+    // Signed by someone else: not the policy's signer.
+    let other_key = sb.path("other.key");
+    opshost(&["keygen", "--out", other_key.to_str().expect("utf-8")]);
+    std::fs::copy(plugin("example"), &signed).expect("copy");
+    opshost(&[
+        "sign",
+        signed_str,
+        "--key",
+        other_key.to_str().expect("utf-8"),
+    ]);
+    let out = sb.run(&signed, &[], &[]);
+    assert_eq!(out.code, DENIED, "{}", out.combined());
+    assert!(
+        out.stderr.contains("requires a signature by"),
+        "{}",
+        out.stderr
+    );
+}

@@ -13,7 +13,7 @@ use opshost::caps::bindings::opshost::plugin::types::Outcome;
 use opshost::config::Config;
 use opshost::exit::Exit;
 use opshost::output::{Mode, Output};
-use opshost::plugin::PluginFile;
+use opshost::plugin::{signature, PluginFile};
 use opshost::policy::{Grant, Policy};
 use opshost::runtime::{self, CompileCache, Limits, RunError, RunRequest};
 
@@ -27,6 +27,8 @@ Examples:
       Run with the grants the policy file gives this plugin.
   opshost run example.wasm --config opshost.toml --allow fs=work:rw --allow http=api:GET
       Grant for this one run instead (Deno-style).
+  opshost keygen --out vendor.key && opshost sign example.wasm --key vendor.key
+      Vendors: sign a plugin (writes example.wasm.sig); policies pin `signer = \"ed25519:...\"`.
 
 Exit codes:
   0 success   1 plugin failed or crashed   2 usage/config error
@@ -56,6 +58,7 @@ Policy (--policy, default /etc/opshost/policy.toml):
   vendor = \"opshost\"
   name = \"example\"
   sha256 = \"...\"        # optional: pin this exact build
+  signer = \"ed25519:...\" # optional: only builds this vendor key signed (PLUGIN.sig)
   allow = [\"fs=work:rw\", \"http=api:GET\"]
 
 Every host call and denial is appended to the audit log (NDJSON).";
@@ -72,8 +75,27 @@ enum Command {
     /// Run a plugin with the grants the policy gives it.
     #[command(after_help = RUN_HELP)]
     Run(RunArgs),
-    /// Show a plugin's manifest, requested grants, imports and digest.
+    /// Show a plugin's manifest, requested grants, imports, digest and signature.
     Inspect(InspectArgs),
+    /// Create an Ed25519 signing key for plugins (vendors).
+    Keygen(KeygenArgs),
+    /// Sign a plugin: writes PLUGIN.sig beside it (vendors).
+    Sign(SignArgs),
+}
+
+#[derive(Args)]
+struct KeygenArgs {
+    /// Where to write the secret key (created with mode 0600; never overwritten).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct SignArgs {
+    plugin: PathBuf,
+    /// The secret key from `opshost keygen`.
+    #[arg(long)]
+    key: PathBuf,
 }
 
 #[derive(Args)]
@@ -127,6 +149,8 @@ fn main() -> ExitCode {
     let exit = match cli.command {
         Command::Run(args) => run(args),
         Command::Inspect(args) => inspect(args),
+        Command::Keygen(args) => keygen(args),
+        Command::Sign(args) => sign(args),
     };
     ExitCode::from(exit.code())
 }
@@ -282,6 +306,56 @@ fn run(args: RunArgs) -> Exit {
     }
 }
 
+fn keygen(args: KeygenArgs) -> Exit {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let result = (|| -> anyhow::Result<String> {
+        let (secret, public) = signature::generate()?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&args.out)
+            .with_context(|| {
+                format!(
+                    "cannot create {} (it must not exist yet)",
+                    args.out.display()
+                )
+            })?;
+        writeln!(file, "{secret}")?;
+        Ok(public)
+    })();
+    match result {
+        Ok(public) => {
+            println!("{public}");
+            eprintln!(
+                "secret key written to {}; give security teams the public key above for their policy:\n  signer = \"{public}\"",
+                args.out.display()
+            );
+            Exit::Ok
+        }
+        Err(e) => fail(false, Exit::Usage, &format!("{e:#}")),
+    }
+}
+
+fn sign(args: SignArgs) -> Exit {
+    let result = (|| -> anyhow::Result<PathBuf> {
+        let plugin = PluginFile::load(&args.plugin)?;
+        let key = signature::load_signing_key(&args.key)?;
+        let path = signature::signature_path(&args.plugin);
+        std::fs::write(&path, signature::sign(&key, &plugin.sha256))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(path)
+    })();
+    match result {
+        Ok(path) => {
+            println!("{}", path.display());
+            Exit::Ok
+        }
+        Err(e) => fail(false, Exit::Usage, &format!("{e:#}")),
+    }
+}
+
 fn inspect(args: InspectArgs) -> Exit {
     let plugin = match PluginFile::load(&args.plugin) {
         Ok(p) => p,
@@ -302,6 +376,7 @@ fn inspect(args: InspectArgs) -> Exit {
                 "min_host": m.min_host.to_string(), "requests": requests,
                 "imports": plugin.world.imports, "exports": plugin.world.exports,
                 "sha256": plugin.sha256, "size": plugin.bytes.len(),
+                "signature": plugin.signature.describe(),
             })
         );
         return Exit::Ok;
@@ -311,6 +386,7 @@ fn inspect(args: InspectArgs) -> Exit {
         println!("  {}", m.description);
     }
     println!("  sha256      {}", plugin.sha256);
+    println!("  signature   {}", plugin.signature.describe());
     println!("  applies to  AGLedger {}", m.applies_to);
     println!("  needs       opshost >= {}", m.min_host);
     println!("requests:");

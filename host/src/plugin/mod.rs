@@ -2,6 +2,7 @@
 
 pub mod compat;
 pub mod manifest;
+pub mod signature;
 
 use std::path::{Path, PathBuf};
 
@@ -20,6 +21,8 @@ pub struct PluginFile {
     pub sha256: String,
     pub manifest: Manifest,
     pub world: World,
+    /// The detached signature beside the file, checked against its digest.
+    pub signature: signature::Status,
 }
 
 impl PluginFile {
@@ -30,12 +33,14 @@ impl PluginFile {
         let manifest =
             Manifest::from_wasm(&bytes).with_context(|| format!("plugin {}", path.display()))?;
         let world = World::of(&bytes).with_context(|| format!("plugin {}", path.display()))?;
+        let signature = signature::check(path, &sha256);
         Ok(Self {
             path: path.to_path_buf(),
             bytes,
             sha256,
             manifest,
             world,
+            signature,
         })
     }
 }

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use super::file::Policy;
 use super::grant::Grant;
 use crate::plugin::manifest::{Manifest, Request};
+use crate::plugin::signature::Status;
 
 /// A request the policy does not cover.
 #[derive(Debug, Clone)]
@@ -83,10 +84,27 @@ impl Decision {
 /// Compare the manifest's requests with the grants that apply to this exact
 /// plugin (policy entries for its vendor/name whose pin, if any, matches its
 /// digest) plus the one-run `--allow` grants.
-pub fn decide(manifest: &Manifest, sha256: &str, policy: &Policy, allow: &[Grant]) -> Decision {
+pub fn decide(
+    manifest: &Manifest,
+    sha256: &str,
+    signature: &Status,
+    policy: &Policy,
+    allow: &[Grant],
+) -> Decision {
     let mut notes = Vec::new();
     let mut applicable: Vec<&Grant> = allow.iter().collect();
     for entry in policy.entries_for(&manifest.vendor, &manifest.name) {
+        if let Some(signer) = &entry.signer {
+            if signature != &Status::Valid(signer.clone()) {
+                notes.push(format!(
+                    "a policy entry for {}/{} requires a signature by {signer}; this plugin is {}; that entry does not apply",
+                    entry.vendor,
+                    entry.name,
+                    signature.describe()
+                ));
+                continue;
+            }
+        }
         match &entry.sha256 {
             Some(pin) if pin != sha256 => notes.push(format!(
                 "a policy entry for {}/{} is pinned to sha256 {}…, but this plugin is {}… (rebuilt, a new version, or tampered with); that entry does not apply",
@@ -147,7 +165,13 @@ mod tests {
             "[[plugin]]\nvendor='opshost'\nname='example'\nallow=['fs=work:rw','db=a:admin']",
         )
         .expect("policy");
-        let d = decide(&manifest(&["fs=work:ro"]), DIGEST, &policy, &[]);
+        let d = decide(
+            &manifest(&["fs=work:ro"]),
+            DIGEST,
+            &Status::Unsigned,
+            &policy,
+            &[],
+        );
         assert!(d.allowed());
         assert_eq!(
             d.granted,
@@ -164,6 +188,7 @@ mod tests {
         let d = decide(
             &m,
             DIGEST,
+            &Status::Unsigned,
             &policy,
             &["http=api:GET".parse().expect("grant")],
         );
@@ -184,9 +209,42 @@ mod tests {
             "b".repeat(64)
         ))
         .expect("policy");
-        let d = decide(&manifest(&["fs=work:rw"]), DIGEST, &policy, &[]);
+        let d = decide(
+            &manifest(&["fs=work:rw"]),
+            DIGEST,
+            &Status::Unsigned,
+            &policy,
+            &[],
+        );
         assert!(!d.allowed());
         assert!(d.notes[0].contains("tampered"), "{:?}", d.notes);
+    }
+
+    #[test]
+    fn a_signer_entry_applies_only_to_that_signers_builds() {
+        let signing = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+        let key = crate::plugin::signature::key_text(&signing.verifying_key());
+        let policy = Policy::parse(&format!(
+            "[[plugin]]\nvendor='opshost'\nname='example'\nsigner='{key}'\nallow=['fs=work:rw']"
+        ))
+        .expect("policy");
+        let m = manifest(&["fs=work:rw"]);
+        assert!(decide(&m, DIGEST, &Status::Valid(key.clone()), &policy, &[]).allowed());
+        let unsigned = decide(&m, DIGEST, &Status::Unsigned, &policy, &[]);
+        assert!(!unsigned.allowed());
+        assert!(
+            unsigned.notes[0].contains("requires a signature"),
+            "{:?}",
+            unsigned.notes
+        );
+        assert!(!decide(
+            &m,
+            DIGEST,
+            &Status::Valid("ed25519:other".into()),
+            &policy,
+            &[]
+        )
+        .allowed());
     }
 
     #[test]
@@ -194,6 +252,13 @@ mod tests {
         let policy =
             Policy::parse("[[plugin]]\nvendor='opshost'\nname='other'\nallow=['fs=work:rw']")
                 .expect("policy");
-        assert!(!decide(&manifest(&["fs=work:rw"]), DIGEST, &policy, &[]).allowed());
+        assert!(!decide(
+            &manifest(&["fs=work:rw"]),
+            DIGEST,
+            &Status::Unsigned,
+            &policy,
+            &[]
+        )
+        .allowed());
     }
 }

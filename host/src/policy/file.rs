@@ -5,6 +5,7 @@
 //! vendor = "opshost"
 //! name = "example"
 //! sha256 = "…"            # optional: pin to this exact build
+//! signer = "ed25519:…"    # optional: only builds this key signed
 //! allow = ["fs=work:rw", "http=api:GET"]
 //! ```
 //! Identity is vendor + name, optionally pinned by content digest; never a
@@ -30,6 +31,7 @@ struct RawEntry {
     vendor: String,
     name: String,
     sha256: Option<String>,
+    signer: Option<String>,
     #[serde(default)]
     allow: Vec<String>,
 }
@@ -41,6 +43,8 @@ pub struct PolicyEntry {
     pub name: String,
     /// Lower-case hex SHA-256 of the plugin file, when pinned.
     pub sha256: Option<String>,
+    /// `ed25519:BASE64`: the entry applies only to plugins this key signed.
+    pub signer: Option<String>,
     pub grants: Vec<Grant>,
 }
 
@@ -76,6 +80,14 @@ impl Policy {
                 .map(|d| normalise_digest(&d))
                 .transpose()
                 .with_context(|| format!("{at}: bad sha256"))?;
+            let signer = entry
+                .signer
+                .map(|k| {
+                    crate::plugin::signature::parse_key(&k)
+                        .map(|key| crate::plugin::signature::key_text(&key))
+                })
+                .transpose()
+                .with_context(|| format!("{at}: bad signer"))?;
             let grants = entry
                 .allow
                 .iter()
@@ -86,6 +98,7 @@ impl Policy {
                 vendor: entry.vendor,
                 name: entry.name,
                 sha256,
+                signer,
                 grants,
             });
         }

@@ -123,7 +123,21 @@ pub fn plugin_ref(plugin: &PluginFile) -> PluginRef {
 pub fn admit(req: &RunRequest<'_>) -> Result<Vec<Grant>, RunError> {
     let manifest = &req.plugin.manifest;
     compat::check_min_host(&manifest.min_host).map_err(|e| RunError::Refused(format!("{e:#}")))?;
-    let decision = decide(manifest, &req.plugin.sha256, req.policy, req.allow);
+    // A signature that does not verify is evidence of tampering: refuse
+    // whatever the policy says (an unsigned plugin is merely unsigned).
+    if let crate::plugin::signature::Status::Invalid(why) = &req.plugin.signature {
+        return Err(RunError::Refused(format!(
+            "{}: its signature file does not verify: {why}. Do not run it; get the plugin and its .sig from the vendor again.",
+            manifest.identity()
+        )));
+    }
+    let decision = decide(
+        manifest,
+        &req.plugin.sha256,
+        &req.plugin.signature,
+        req.policy,
+        req.allow,
+    );
     if !decision.allowed() {
         return Err(RunError::Refused(decision.refusal(
             manifest,

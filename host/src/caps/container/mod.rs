@@ -505,37 +505,34 @@ impl wit::Host for HostState {
     }
 }
 
-impl wit::HostProcess for HostState {
-    async fn stdin(&mut self, p: Resource<Process>) -> Result<Resource<Writer>, CapError> {
-        let sink = self.table.get_mut(&p)?.take_stdin()?;
-        let origin = Origin {
+impl HostState {
+    /// Audit identity of an exec's streams.
+    fn exec_origin(&self, what: &str) -> Origin {
+        Origin {
             ctx: self.run.clone(),
             capability: "container",
             resource: String::new(),
-            what: "exec stdin".into(),
-        };
+            what: what.into(),
+        }
+    }
+}
+
+impl wit::HostProcess for HostState {
+    async fn stdin(&mut self, p: Resource<Process>) -> Result<Resource<Writer>, CapError> {
+        let sink = self.table.get_mut(&p)?.take_stdin()?;
+        let origin = self.exec_origin("exec stdin");
         Ok(self.table.push(Writer::new(sink, origin))?)
     }
 
     async fn stdout(&mut self, p: Resource<Process>) -> Result<Resource<Reader>, CapError> {
         let source = self.table.get_mut(&p)?.take_stdout()?;
-        let origin = Origin {
-            ctx: self.run.clone(),
-            capability: "container",
-            resource: String::new(),
-            what: "exec stdout".into(),
-        };
+        let origin = self.exec_origin("exec stdout");
         Ok(self.table.push(Reader::new(source, origin))?)
     }
 
     async fn stderr(&mut self, p: Resource<Process>) -> Result<Resource<Reader>, CapError> {
         let source = self.table.get_mut(&p)?.take_stderr()?;
-        let origin = Origin {
-            ctx: self.run.clone(),
-            capability: "container",
-            resource: String::new(),
-            what: "exec stderr".into(),
-        };
+        let origin = self.exec_origin("exec stderr");
         Ok(self.table.push(Reader::new(source, origin))?)
     }
 

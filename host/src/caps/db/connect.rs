@@ -86,7 +86,11 @@ impl Target {
 
 /// The connection URL for a grant level: admin uses the owner role
 /// (DATABASE_URL_MIGRATE) when the `.env` has one.
-fn url_for(resource: &DbResource, level: DbLevel, bundled_host: Option<&str>) -> anyhow::Result<String> {
+fn url_for(
+    resource: &DbResource,
+    level: DbLevel,
+    bundled_host: Option<&str>,
+) -> anyhow::Result<String> {
     if let Some(url) = &resource.url {
         return Ok(url.clone());
     }
@@ -123,7 +127,11 @@ fn url_for(resource: &DbResource, level: DbLevel, bundled_host: Option<&str>) ->
 
 /// `bundled_host`: the database container's address, when the config says
 /// the database runs in a compose project (`container = …`).
-pub fn resolve(resource: &DbResource, level: DbLevel, bundled_host: Option<&str>) -> anyhow::Result<Target> {
+pub fn resolve(
+    resource: &DbResource,
+    level: DbLevel,
+    bundled_host: Option<&str>,
+) -> anyhow::Result<Target> {
     let raw = url_for(resource, level, bundled_host)?;
     let mut url = url::Url::parse(&raw).context("the database URL is not a URL")?;
     let mut sslmode = "prefer".to_string();
@@ -301,6 +309,8 @@ mod tests {
             env_file: None,
             host: None,
             port: None,
+            container: None,
+            service: None,
         }
     }
 
@@ -320,9 +330,13 @@ mod tests {
         );
         assert_eq!(t.password().as_deref(), Some("p"));
         assert!(matches!(
-            resolve(&res("postgres://h/d?sslmode=verify-full"), DbLevel::Read, None)
-                .expect("r")
-                .tls,
+            resolve(
+                &res("postgres://h/d?sslmode=verify-full"),
+                DbLevel::Read,
+                None
+            )
+            .expect("r")
+            .tls,
             Tls::Verify { .. }
         ));
         assert!(resolve(&res("postgres://h/d?sslmode=bogus"), DbLevel::Read, None).is_err());
@@ -342,9 +356,14 @@ mod tests {
             env_file: Some(env.clone()),
             host: None,
             port: None,
+            container: None,
+            service: None,
         };
         assert_eq!(
-            resolve(&r, DbLevel::Read, None).expect("read").config.get_user(),
+            resolve(&r, DbLevel::Read, None)
+                .expect("read")
+                .config
+                .get_user(),
             Some("app")
         );
         assert_eq!(
@@ -355,8 +374,17 @@ mod tests {
             Some("owner")
         );
         std::fs::write(&env, "POSTGRES_USER=pg\nPOSTGRES_PASSWORD=secret\n").expect("write");
-        assert!(resolve(&r, DbLevel::Read, None).is_err(), "bundled needs host");
-        assert_eq!(resolve(&r, DbLevel::Read, Some("172.18.0.5")).expect("bundled").config.get_user(), Some("pg"));
+        assert!(
+            resolve(&r, DbLevel::Read, None).is_err(),
+            "bundled needs host"
+        );
+        assert_eq!(
+            resolve(&r, DbLevel::Read, Some("172.18.0.5"))
+                .expect("bundled")
+                .config
+                .get_user(),
+            Some("pg")
+        );
         let r = DbResource {
             host: Some("172.18.0.2".into()),
             ..r

@@ -22,11 +22,11 @@ use wasmtime::component::Resource;
 use super::bindings::opshost::plugin::db::{
     self as wit, Access, Column, DumpInfo, RestoreOptions, Rows, Value,
 };
+use super::container::scope;
 use super::fs::{checked_path, AtomicFile, DirHandle};
 use super::stream::{ByteSink, ByteSource, Origin, Reader, Writer};
 use super::{CapError, Grant, RunContext};
 use crate::policy::DbLevel;
-use super::container::scope;
 use crate::runtime::HostState;
 pub use connect::{resolve, Target};
 
@@ -105,7 +105,11 @@ impl RunContext {
 
     /// Where the database is, and where its client tools run: on the host,
     /// or (bundled mode) inside the project's database container.
-    async fn db_target(&self, name: &str, level: DbLevel) -> Result<(Target, tools::Runner), CapError> {
+    async fn db_target(
+        &self,
+        name: &str,
+        level: DbLevel,
+    ) -> Result<(Target, tools::Runner), CapError> {
         let resource = self.config.db.get(name).ok_or_else(|| {
             CapError::NotFound(format!("the config names no database \"{name}\""))
         })?;
@@ -116,7 +120,11 @@ impl RunContext {
                     .config
                     .containers
                     .get(containers)
-                    .ok_or_else(|| CapError::NotFound(format!("the config names no compose project \"{containers}\"")))?
+                    .ok_or_else(|| {
+                        CapError::NotFound(format!(
+                            "the config names no compose project \"{containers}\""
+                        ))
+                    })?
                     .project;
                 let service = resource.service.as_deref().unwrap_or("postgres");
                 let docker = self.docker().await?;
@@ -125,9 +133,22 @@ impl RunContext {
                     .network_settings
                     .as_ref()
                     .and_then(|n| n.networks.as_ref())
-                    .and_then(|n| n.values().find_map(|e| e.ip_address.clone().filter(|ip| !ip.is_empty())))
-                    .ok_or_else(|| CapError::Failed(format!("the {service} container has no network address (is it running?)")))?;
-                (Some(ip), tools::Runner::Container { docker, id: scope::id(&c)? })
+                    .and_then(|n| {
+                        n.values()
+                            .find_map(|e| e.ip_address.clone().filter(|ip| !ip.is_empty()))
+                    })
+                    .ok_or_else(|| {
+                        CapError::Failed(format!(
+                            "the {service} container has no network address (is it running?)"
+                        ))
+                    })?;
+                (
+                    Some(ip),
+                    tools::Runner::Container {
+                        docker,
+                        id: scope::id(&c)?,
+                    },
+                )
             }
         };
         let target = resolve(resource, level, bundled_host.as_deref())
@@ -407,7 +428,14 @@ impl wit::Host for HostState {
                 .clone()
                 .unwrap_or_else(|| db.dbname().to_string());
             guard::check_database_name(db.dbname(), &into, &name)?;
-            tools::restore(&runner, &db.with_dbname(&into), file, options.jobs, options.no_owner).await
+            tools::restore(
+                &runner,
+                &db.with_dbname(&into),
+                file,
+                options.jobs,
+                options.no_owner,
+            )
+            .await
         }
         .await;
         call.finish(result)
@@ -434,39 +462,13 @@ impl wit::Host for HostState {
     }
 
     async fn create_database(&mut self, name: String, database: String) -> Result<(), CapError> {
-        let call = self
-            .run
-            .call("db", &name, "create-database")
-            .detail(&database);
-        let run = self.run.clone();
-        let result = async {
-            let (target, client) = run.maintenance(&name).await?;
-            guard::check_database_name(target.dbname(), &database, &name)?;
-            client
-                .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&database)))
-                .await
-                .map_err(|e| pg_error(&name, e))
-        }
-        .await;
-        call.finish(result)
+        self.database_statement(name, database, "create-database", "CREATE DATABASE")
+            .await
     }
 
     async fn drop_database(&mut self, name: String, database: String) -> Result<(), CapError> {
-        let call = self
-            .run
-            .call("db", &name, "drop-database")
-            .detail(&database);
-        let run = self.run.clone();
-        let result = async {
-            let (target, client) = run.maintenance(&name).await?;
-            guard::check_database_name(target.dbname(), &database, &name)?;
-            client
-                .batch_execute(&format!("DROP DATABASE {}", quote_ident(&database)))
-                .await
-                .map_err(|e| pg_error(&name, e))
-        }
-        .await;
-        call.finish(result)
+        self.database_statement(name, database, "drop-database", "DROP DATABASE")
+            .await
     }
 
     async fn rename_database(
@@ -721,6 +723,30 @@ impl wit::HostConnection for HostState {
 }
 
 impl HostState {
+    /// `CREATE DATABASE x` / `DROP DATABASE x` on the resource's server, for
+    /// a database the grant may name.
+    async fn database_statement(
+        &mut self,
+        name: String,
+        database: String,
+        verb: &'static str,
+        statement: &'static str,
+    ) -> Result<(), CapError> {
+        let call = self.run.call("db", &name, verb).detail(&database);
+        let run = self.run.clone();
+        let result = async {
+            let (target, client) = run.maintenance(&name).await?;
+            guard::check_database_name(target.dbname(), &database, &name)?;
+            let sql = format!("{statement} {}", quote_ident(&database));
+            client
+                .batch_execute(&sql)
+                .await
+                .map_err(|e| pg_error(&name, e))
+        }
+        .await;
+        call.finish(result)
+    }
+
     async fn end_transaction(
         &mut self,
         conn: Resource<Connection>,

@@ -25,7 +25,10 @@ use super::connect::Target;
 pub enum Runner {
     Host,
     /// Inside the database's container (bundled mode).
-    Container { docker: Docker, id: String },
+    Container {
+        docker: Docker,
+        id: String,
+    },
 }
 
 /// Last lines of a tool's stderr, for the error message.
@@ -51,7 +54,9 @@ async fn run(
     }
     match runner {
         Runner::Host => on_host(tool, args, env, input, output).await,
-        Runner::Container { docker, id } => in_container(docker, id, tool, args, env, input, output).await,
+        Runner::Container { docker, id } => {
+            in_container(docker, id, tool, args, env, input, output).await
+        }
     }
 }
 
@@ -63,17 +68,29 @@ async fn on_host(
     output: Option<std::fs::File>,
 ) -> Result<Vec<u8>, CapError> {
     let mut cmd = Command::new(tool);
-    cmd.args(&args).envs(env).kill_on_drop(true).stderr(Stdio::piped());
+    cmd.args(&args)
+        .envs(env)
+        .kill_on_drop(true)
+        .stderr(Stdio::piped());
     cmd.stdin(input.map(Stdio::from).unwrap_or_else(Stdio::null));
     cmd.stdout(output.map(Stdio::from).unwrap_or_else(Stdio::piped));
     // spawn + wait_with_output keeps the stdio we configured; `output()`
     // would replace stdout with a pipe.
-    let child = cmd
-        .spawn()
-        .map_err(|e| CapError::Failed(format!("cannot run {tool} (is the PostgreSQL client installed?): {e}")))?;
-    let out = child.wait_with_output().await.map_err(|e| CapError::Failed(format!("{tool}: {e}")))?;
+    let child = cmd.spawn().map_err(|e| {
+        CapError::Failed(format!(
+            "cannot run {tool} (is the PostgreSQL client installed?): {e}"
+        ))
+    })?;
+    let out = child
+        .wait_with_output()
+        .await
+        .map_err(|e| CapError::Failed(format!("{tool}: {e}")))?;
     if !out.status.success() {
-        return Err(CapError::Failed(format!("{tool} failed ({}): {}", out.status, tail(&out.stderr))));
+        return Err(CapError::Failed(format!(
+            "{tool} failed ({}): {}",
+            out.status,
+            tail(&out.stderr)
+        )));
     }
     Ok(out.stdout)
 }
@@ -97,10 +114,22 @@ async fn in_container(
         attach_stderr: Some(true),
         ..Default::default()
     };
-    let exec = docker.create_exec(id, options).await.map_err(|e| engine_error(tool, e))?;
-    let started = docker.start_exec(&exec.id, None).await.map_err(|e| engine_error(tool, e))?;
-    let StartExecResults::Attached { output: mut frames, input: mut stdin } = started else {
-        return Err(CapError::Failed(format!("{tool}: the engine detached the exec")));
+    let exec = docker
+        .create_exec(id, options)
+        .await
+        .map_err(|e| engine_error(tool, e))?;
+    let started = docker
+        .start_exec(&exec.id, None)
+        .await
+        .map_err(|e| engine_error(tool, e))?;
+    let StartExecResults::Attached {
+        output: mut frames,
+        input: mut stdin,
+    } = started
+    else {
+        return Err(CapError::Failed(format!(
+            "{tool}: the engine detached the exec"
+        )));
     };
     let feeder = input.map(|file| {
         tokio::spawn(async move {
@@ -113,7 +142,8 @@ async fn in_container(
     let (mut collected, mut stderr) = (Vec::new(), Vec::new());
     while let Some(frame) = frames.next().await {
         match frame.map_err(|e| engine_error(tool, e))? {
-            LogOutput::StdOut { message } | LogOutput::Console { message } => match output.as_mut() {
+            LogOutput::StdOut { message } | LogOutput::Console { message } => match output.as_mut()
+            {
                 Some(file) => file.write_all(&message)?,
                 None => collected.extend_from_slice(&message),
             },
@@ -130,17 +160,31 @@ async fn in_container(
     if let Some(file) = output.as_mut() {
         file.flush()?;
     }
-    let code = docker.inspect_exec(&exec.id).await.map_err(|e| engine_error(tool, e))?.exit_code.unwrap_or(-1);
+    let code = docker
+        .inspect_exec(&exec.id)
+        .await
+        .map_err(|e| engine_error(tool, e))?
+        .exit_code
+        .unwrap_or(-1);
     if code != 0 {
-        return Err(CapError::Failed(format!("{tool} failed (exit {code}) in the database container: {}", tail(&stderr))));
+        return Err(CapError::Failed(format!(
+            "{tool} failed (exit {code}) in the database container: {}",
+            tail(&stderr)
+        )));
     }
     Ok(collected)
 }
 
 /// `pg_dump -Fc` of the target database into `out`.
 pub async fn dump(runner: &Runner, target: &Target, out: std::fs::File) -> Result<(), CapError> {
-    let args = vec!["--no-password".into(), "--format=custom".into(), format!("--dbname={}", target.conninfo())];
-    run(runner, "pg_dump", args, Some(target), None, Some(out)).await.map(drop)
+    let args = vec![
+        "--no-password".into(),
+        "--format=custom".into(),
+        format!("--dbname={}", target.conninfo()),
+    ];
+    run(runner, "pg_dump", args, Some(target), None, Some(out))
+        .await
+        .map(drop)
 }
 
 /// `pg_restore` of the dump in `input` into the target database.
@@ -151,28 +195,45 @@ pub async fn restore(
     jobs: Option<u32>,
     no_owner: bool,
 ) -> Result<(), CapError> {
-    let mut args = vec!["--no-password".into(), "--exit-on-error".into(), format!("--dbname={}", target.conninfo())];
+    let mut args = vec![
+        "--no-password".into(),
+        "--exit-on-error".into(),
+        format!("--dbname={}", target.conninfo()),
+    ];
     if no_owner {
         args.extend(["--no-owner".into(), "--no-acl".into()]);
     }
     match (runner, jobs) {
         // -j needs a file it can reopen: on the host /dev/stdin is our
         // regular file. In a container stdin is a pipe: one stream.
-        (Runner::Host, Some(j)) if j > 1 => args.extend([format!("--jobs={j}"), "/dev/stdin".into()]),
+        (Runner::Host, Some(j)) if j > 1 => {
+            args.extend([format!("--jobs={j}"), "/dev/stdin".into()])
+        }
         _ => {}
     }
-    run(runner, "pg_restore", args, Some(target), Some(input), None).await.map(drop)
+    run(runner, "pg_restore", args, Some(target), Some(input), None)
+        .await
+        .map(drop)
 }
 
 /// `pg_restore --list`: the table of contents, proving the file is a
 /// readable custom-format dump.
 pub async fn contents(runner: &Runner, input: std::fs::File) -> Result<Vec<String>, CapError> {
-    let out = run(runner, "pg_restore", vec!["--list".into()], None, Some(input), None)
-        .await
-        .map_err(|e| match e {
-            CapError::Failed(m) => CapError::Failed(m.replacen("pg_restore failed", "pg_restore --list failed", 1)),
-            other => other,
-        })?;
+    let out = run(
+        runner,
+        "pg_restore",
+        vec!["--list".into()],
+        None,
+        Some(input),
+        None,
+    )
+    .await
+    .map_err(|e| match e {
+        CapError::Failed(m) => {
+            CapError::Failed(m.replacen("pg_restore failed", "pg_restore --list failed", 1))
+        }
+        other => other,
+    })?;
     let entries: Vec<String> = String::from_utf8_lossy(&out)
         .lines()
         .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
