@@ -48,3 +48,21 @@ sed -i 's/"fs=work:rw", //' "$demo/policy.toml"
 set +e
 $opshost run "$plugin" --config "$demo/config.toml" --policy "$demo/policy.toml"
 echo "exit code: $?"
+set -e
+
+echo
+echo "### a real operation: vault-scan of the stand-in's bundled database"
+cat >> "$demo/config.toml" <<TOML
+[containers.agledger]
+project = "opshost-test"
+[db.agledger]
+env_file = "$install/compose/.env"
+container = "agledger"
+TOML
+cat >> "$demo/policy.toml" <<'TOML'
+[[plugin]]
+vendor = "opshost"
+name = "vault-scan"
+allow = ["db=agledger:read"]
+TOML
+$opshost run target/wasm32-wasip2/release/vault_scan.wasm --config "$demo/config.toml" --policy "$demo/policy.toml"

@@ -12,4 +12,5 @@ export OPSHOST_TEST_PG OPSHOST_TEST_PG_CA=${OPSHOST_PG_DIR:-/tmp/opshost-test-pg
 OPSHOST_TEST_STANDIN=$(tests/standin-up.sh)
 export OPSHOST_TEST_STANDIN OPSHOST_TEST_STANDIN_PROJECT=opshost-test
 trap 'tests/standin-up.sh down' EXIT
-cargo test --release -p opshost "$@"
+# The host, plus the unit tests of the plugins and the stand-in (native).
+cargo test --release -p opshost -p vault-scan -p agledger-standin "$@"

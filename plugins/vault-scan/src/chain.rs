@@ -1,0 +1,171 @@
+//! The checks on one mandate's chain, entry by entry, holding only the
+//! previous entry's hash: positions run 1, 2, 3…; each previous_hash is the
+//! previous entry's payload_hash (NULL at 1); payload_hash is the SHA-256 of
+//! the payload; the signature over the payload_hash verifies with the
+//! registered key it names.
+
+use std::collections::HashMap;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use sha2::{Digest, Sha256};
+
+pub struct Entry<'a> {
+    pub position: i64,
+    pub payload: &'a str,
+    pub payload_hash: &'a str,
+    pub previous_hash: Option<&'a str>,
+    pub signature: &'a str,
+    pub key_id: &'a str,
+}
+
+/// Where a chain first breaks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Break {
+    pub position: i64,
+    pub reason: String,
+}
+
+/// The state of the chain being walked.
+#[derive(Default)]
+pub struct Walk {
+    expected: i64,
+    previous: Option<String>,
+    pub first_break: Option<Break>,
+    pub entries: u64,
+}
+
+impl Walk {
+    pub fn new() -> Self {
+        Self {
+            expected: 1,
+            ..Self::default()
+        }
+    }
+
+    pub fn check(&mut self, e: &Entry<'_>, keys: &HashMap<String, VerifyingKey>) {
+        self.entries += 1;
+        if self.first_break.is_none() {
+            if let Some(reason) = problem(e, self.expected, self.previous.as_deref(), keys) {
+                self.first_break = Some(Break {
+                    position: e.position,
+                    reason,
+                });
+            }
+        }
+        self.expected = e.position + 1;
+        self.previous = Some(e.payload_hash.to_string());
+    }
+}
+
+fn problem(
+    e: &Entry<'_>,
+    expected: i64,
+    previous: Option<&str>,
+    keys: &HashMap<String, VerifyingKey>,
+) -> Option<String> {
+    if e.position != expected {
+        return Some(format!(
+            "position {} where {expected} was expected (an entry is missing or duplicated)",
+            e.position
+        ));
+    }
+    if e.previous_hash != previous {
+        return Some(if expected == 1 {
+            "the first entry has a previous_hash".to_string()
+        } else {
+            format!(
+                "previous_hash does not match the payload_hash of position {}",
+                expected - 1
+            )
+        });
+    }
+    if hex::encode(Sha256::digest(e.payload.as_bytes())) != e.payload_hash {
+        return Some("payload_hash is not the SHA-256 of the payload (payload altered)".into());
+    }
+    let Some(key) = keys.get(e.key_id) else {
+        return Some(format!(
+            "signed by key {} which vault_signing_keys does not hold",
+            e.key_id
+        ));
+    };
+    let valid = B64
+        .decode(e.signature.trim())
+        .ok()
+        .and_then(|b| <[u8; 64]>::try_from(b).ok())
+        .is_some_and(|b| {
+            key.verify(e.payload_hash.as_bytes(), &Signature::from_bytes(&b))
+                .is_ok()
+        });
+    (!valid).then(|| format!("the signature does not verify with key {}", e.key_id))
+}
+
+/// A `vault_signing_keys.public_key` (base64 of the raw 32 bytes).
+pub fn public_key(b64: &str) -> Option<VerifyingKey> {
+    let bytes: [u8; 32] = B64.decode(b64.trim()).ok()?.try_into().ok()?;
+    VerifyingKey::from_bytes(&bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::{Signer, SigningKey};
+
+    fn entry<'a>(
+        position: i64,
+        payload: &'a str,
+        hash: &'a str,
+        prev: Option<&'a str>,
+        sig: &'a str,
+    ) -> Entry<'a> {
+        Entry {
+            position,
+            payload,
+            payload_hash: hash,
+            previous_hash: prev,
+            signature: sig,
+            key_id: "k",
+        }
+    }
+
+    #[test]
+    fn finds_the_first_break() {
+        let key = SigningKey::from_bytes(&[3u8; 32]);
+        let keys = HashMap::from([("k".to_string(), key.verifying_key())]);
+        let h = |p: &str| hex::encode(Sha256::digest(p.as_bytes()));
+        let s = |hash: &str| B64.encode(key.sign(hash.as_bytes()).to_bytes());
+        let (h1, h2) = (h("one"), h("two"));
+        let (s1, s2) = (s(&h1), s(&h2));
+
+        let mut ok = Walk::new();
+        ok.check(&entry(1, "one", &h1, None, &s1), &keys);
+        ok.check(&entry(2, "two", &h2, Some(&h1), &s2), &keys);
+        assert_eq!(ok.first_break, None);
+
+        let mut altered = Walk::new();
+        altered.check(&entry(1, "one", &h1, None, &s1), &keys);
+        altered.check(&entry(2, "TWO", &h2, Some(&h1), &s2), &keys);
+        assert!(altered
+            .first_break
+            .expect("break")
+            .reason
+            .contains("payload altered"));
+
+        let mut gap = Walk::new();
+        gap.check(&entry(2, "two", &h2, Some(&h1), &s2), &keys);
+        assert!(gap
+            .first_break
+            .expect("break")
+            .reason
+            .contains("position 2 where 1"));
+
+        let mut forged = Walk::new();
+        forged.check(&entry(1, "one", &h1, None, &s2), &keys);
+        assert!(forged
+            .first_break
+            .expect("break")
+            .reason
+            .contains("does not verify"));
+    }
+}
