@@ -385,17 +385,7 @@ impl wit::Host for HostState {
                     .containers(&project, Some(&service), &[ContainerVerb::Recreate])
                     .await?;
                 let old = scope::service_container(&docker, &res.project, &service).await?;
-                let image = match spec.image {
-                    Some(image) => {
-                        scope::check_image(&docker, &project, &res, &image).await?;
-                        image
-                    }
-                    None => old
-                        .config
-                        .as_ref()
-                        .and_then(|c| c.image.clone())
-                        .unwrap_or_default(),
-                };
+                let image = scope::image_for(&docker, &project, &res, spec.image, &old).await?;
                 let env = recreate::EnvChange {
                     set: &spec.env_set,
                     unset: &spec.env_unset,
@@ -425,17 +415,7 @@ impl wit::Host for HostState {
                     .containers(&project, Some(&service), &[ContainerVerb::Run])
                     .await?;
                 let base = scope::service_container(&docker, &res.project, &service).await?;
-                let image = match spec.image {
-                    Some(image) => {
-                        scope::check_image(&docker, &project, &res, &image).await?;
-                        image
-                    }
-                    None => base
-                        .config
-                        .as_ref()
-                        .and_then(|c| c.image.clone())
-                        .unwrap_or_default(),
-                };
+                let image = scope::image_for(&docker, &project, &res, spec.image, &base).await?;
                 let one_off = recreate::OneOff {
                     image,
                     command: spec.command,

@@ -199,6 +199,28 @@ pub async fn check_image(
     }
 }
 
+/// The image a recreate or one-off run uses: the plugin's choice, if the
+/// allow-list permits it, else the image `current` runs.
+pub async fn image_for(
+    docker: &Docker,
+    name: &str,
+    resource: &ContainersResource,
+    requested: Option<String>,
+    current: &ContainerInspectResponse,
+) -> Result<String, CapError> {
+    match requested {
+        Some(image) => {
+            check_image(docker, name, resource, &image).await?;
+            Ok(image)
+        }
+        None => Ok(current
+            .config
+            .as_ref()
+            .and_then(|c| c.image.clone())
+            .unwrap_or_default()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
