@@ -9,6 +9,7 @@ pub(crate) mod scope;
 
 use std::time::{Duration, Instant};
 
+use bollard::models::ContainerInspectResponse;
 use bollard::query_parameters::{CreateImageOptionsBuilder, LogsOptionsBuilder};
 use bollard::Docker;
 use futures::future::BoxFuture;
@@ -47,6 +48,18 @@ impl RunContext {
             })
             .await
             .cloned()
+    }
+
+    /// Check the grant for `verb` on one service, then find its container.
+    async fn service(
+        &self,
+        name: &str,
+        service: &str,
+        verb: ContainerVerb,
+    ) -> Result<(Docker, ContainersResource, ContainerInspectResponse), CapError> {
+        let (docker, res) = self.containers(name, Some(service), &[verb]).await?;
+        let container = scope::service_container(&docker, &res.project, service).await?;
+        Ok((docker, res, container))
     }
 
     /// Check the grant, then resolve the resource and the engine.
@@ -159,10 +172,9 @@ impl wit::Host for HostState {
         let run = self.run.clone();
         call.finish(
             async {
-                let (docker, res) = run
-                    .containers(&project, Some(&service), &[ContainerVerb::Inspect])
+                let (_, _, c) = run
+                    .service(&project, &service, ContainerVerb::Inspect)
                     .await?;
-                let c = scope::service_container(&docker, &res.project, &service).await?;
                 let env = c.config.and_then(|c| c.env).unwrap_or_default();
                 Ok(env
                     .into_iter()
@@ -189,10 +201,7 @@ impl wit::Host for HostState {
         let run = self.run.clone();
         let stream = call.finish(
             async {
-                let (docker, res) = run
-                    .containers(&project, Some(&service), &[ContainerVerb::Logs])
-                    .await?;
-                let c = scope::service_container(&docker, &res.project, &service).await?;
+                let (docker, _, c) = run.service(&project, &service, ContainerVerb::Logs).await?;
                 let tail = tail.map(|t| t.to_string()).unwrap_or_else(|| "all".into());
                 let options = LogsOptionsBuilder::default()
                     .stdout(true)
@@ -236,10 +245,7 @@ impl wit::Host for HostState {
                 if command.is_empty() {
                     return Err(CapError::Invalid("exec needs a command".into()));
                 }
-                let (docker, res) = run
-                    .containers(&project, Some(&service), &[ContainerVerb::Exec])
-                    .await?;
-                let c = scope::service_container(&docker, &res.project, &service).await?;
+                let (docker, _, c) = run.service(&project, &service, ContainerVerb::Exec).await?;
                 let spec = process::Spec {
                     command,
                     env: options
@@ -271,10 +277,7 @@ impl wit::Host for HostState {
         let run = self.run.clone();
         call.finish(
             async {
-                let (docker, res) = run
-                    .containers(&project, Some(&service), &[ContainerVerb::Stop])
-                    .await?;
-                let c = scope::service_container(&docker, &res.project, &service).await?;
+                let (docker, _, c) = run.service(&project, &service, ContainerVerb::Stop).await?;
                 recreate::stop(&docker, &scope::id(&c)?, timeout_s).await
             }
             .await,
@@ -289,10 +292,9 @@ impl wit::Host for HostState {
         let run = self.run.clone();
         call.finish(
             async {
-                let (docker, res) = run
-                    .containers(&project, Some(&service), &[ContainerVerb::Start])
+                let (docker, _, c) = run
+                    .service(&project, &service, ContainerVerb::Start)
                     .await?;
-                let c = scope::service_container(&docker, &res.project, &service).await?;
                 match docker.start_container(&scope::id(&c)?, None).await {
                     Err(bollard::errors::Error::DockerResponseServerError {
                         status_code: 304,
@@ -381,10 +383,9 @@ impl wit::Host for HostState {
         let run = self.run.clone();
         call.finish(
             async {
-                let (docker, res) = run
-                    .containers(&project, Some(&service), &[ContainerVerb::Recreate])
+                let (docker, res, old) = run
+                    .service(&project, &service, ContainerVerb::Recreate)
                     .await?;
-                let old = scope::service_container(&docker, &res.project, &service).await?;
                 let image = scope::image_for(&docker, &project, &res, spec.image, &old).await?;
                 let env = recreate::EnvChange {
                     set: &spec.env_set,
@@ -411,10 +412,8 @@ impl wit::Host for HostState {
         let run = self.run.clone();
         call.finish(
             async {
-                let (docker, res) = run
-                    .containers(&project, Some(&service), &[ContainerVerb::Run])
-                    .await?;
-                let base = scope::service_container(&docker, &res.project, &service).await?;
+                let (docker, res, base) =
+                    run.service(&project, &service, ContainerVerb::Run).await?;
                 let image = scope::image_for(&docker, &project, &res, spec.image, &base).await?;
                 let one_off = recreate::OneOff {
                     image,
