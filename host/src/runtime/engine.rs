@@ -76,7 +76,7 @@ impl CompileCache {
                 .ok()?;
         }
         let meta = std::fs::metadata(dir).ok()?;
-        let ours = meta.uid() == unsafe_free_euid();
+        let ours = meta.uid() == effective_uid();
         let private = meta.permissions().mode() & 0o022 == 0;
         (meta.is_dir() && ours && private).then_some(dir)
     }
@@ -118,7 +118,7 @@ impl CompileCache {
 }
 
 /// The effective uid, read from /proc so no libc call is needed.
-fn unsafe_free_euid() -> u32 {
+fn effective_uid() -> u32 {
     std::fs::metadata("/proc/self")
         .map(|m| m.uid())
         .unwrap_or(u32::MAX)

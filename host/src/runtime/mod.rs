@@ -45,7 +45,8 @@ impl WasiView for HostState {
 }
 
 impl RunContext {
-    /// One HTTP client per run, built on first use.
+    /// One HTTP client for the process (connection pool shared by every
+    /// call), built on first use.
     pub fn http_client(&self) -> reqwest::Client {
         static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
         CLIENT.get_or_init(crate::caps::http::client).clone()

@@ -28,10 +28,6 @@ use crate::runtime::HostState;
 pub use process::Process;
 use scope::engine_error;
 
-fn describe(e: &CapError) -> String {
-    e.to_string()
-}
-
 impl RunContext {
     /// The engine, connected once per run; the API version is negotiated
     /// (the engine may be older than bollard's default).

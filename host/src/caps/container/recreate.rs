@@ -235,7 +235,7 @@ pub async fn recreate(
             };
             Err(CapError::Failed(format!(
                 "recreating {name} failed ({}); {state}",
-                super::describe(&e)
+                e
             )))
         }
     }
