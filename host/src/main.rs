@@ -108,12 +108,20 @@ struct RunArgs {
     /// Policy file granting plugins their resources.
     #[arg(long, env = "OPSHOST_POLICY")]
     policy: Option<PathBuf>,
+    /// Point the config's directory NAME at PATH for this run, e.g.
+    /// --dir backups=/srv/agledger/backup (repeatable; grants still apply).
+    #[arg(long = "dir", value_name = "NAME=PATH")]
+    dirs: Vec<String>,
     /// Grant for this run only, e.g. --allow fs=backups:rw (repeatable).
     #[arg(long = "allow", value_name = "GRANT")]
     allow: Vec<String>,
     /// NDJSON events on stdout; the last line is the result.
     #[arg(long)]
     json: bool,
+    /// Answer yes to the plugin's confirmation questions (for automation;
+    /// without it, a run with no terminal to ask on refuses destructive steps).
+    #[arg(long, short = 'y')]
+    yes: bool,
     /// Stop the plugin after this long (e.g. 90s, 10m, 1h).
     #[arg(long, default_value = "1h", value_parser = runtime::limits::parse_duration)]
     timeout: std::time::Duration,
@@ -175,10 +183,20 @@ fn fail(json: bool, exit: Exit, message: &str) -> Exit {
 fn run(args: RunArgs) -> Exit {
     let json = args.json;
     let setup = || -> anyhow::Result<(Config, Policy, Vec<Grant>)> {
-        let config = match optional_file(args.config.clone(), "/etc/opshost/config.toml") {
+        let mut config = match optional_file(args.config.clone(), "/etc/opshost/config.toml") {
             Some(p) => Config::load(&p)?,
             None => Config::default(),
         };
+        for spec in &args.dirs {
+            let (name, path) = spec
+                .split_once('=')
+                .filter(|(n, p)| !n.is_empty() && !p.is_empty())
+                .with_context(|| format!("--dir {spec:?}: expected NAME=PATH, e.g. --dir backups=/srv/agledger/backup"))?;
+            config.dir.insert(
+                name.to_string(),
+                opshost::config::DirResource { path: path.into() },
+            );
+        }
         let policy = match optional_file(args.policy.clone(), "/etc/opshost/policy.toml") {
             Some(p) => Policy::load(&p)?,
             None => Policy::default(),
@@ -222,7 +240,8 @@ fn run(args: RunArgs) -> Exit {
     } else {
         CompileCache::new(args.cache_dir.clone().or_else(CompileCache::default_dir))
     };
-    let output = Arc::new(Output::new(if json { Mode::Json } else { Mode::Human }));
+    let output =
+        Arc::new(Output::new(if json { Mode::Json } else { Mode::Human }).assume_yes(args.yes));
     let request = RunRequest {
         engine: &engine,
         cache: &cache,

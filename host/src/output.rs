@@ -18,9 +18,20 @@ pub enum Mode {
     Silent,
 }
 
+/// The operator's answer to a plugin's question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    Yes,
+    Declined,
+    /// Nobody to ask (not a terminal, or `--json`) and no `--yes`.
+    NoTerminal,
+}
+
 pub struct Output {
     mode: Mode,
     tty: bool,
+    /// `--yes`: every question is answered yes without asking.
+    assume_yes: bool,
     bar: Mutex<Option<ProgressBar>>,
     /// `--json` progress events are throttled to a few per second.
     last_progress: Mutex<Option<Instant>>,
@@ -31,8 +42,41 @@ impl Output {
         Self {
             mode,
             tty: std::io::stderr().is_terminal(),
+            assume_yes: false,
             bar: Mutex::new(None),
             last_progress: Mutex::new(None),
+        }
+    }
+
+    /// Answer every question yes (`--yes`).
+    pub fn assume_yes(mut self, yes: bool) -> Self {
+        self.assume_yes = yes;
+        self
+    }
+
+    /// Ask the operator `question` on the terminal (y/N). With `--yes` the
+    /// answer is yes and the question is still shown; without a terminal
+    /// to ask on, the answer is `NoTerminal`, never a silent yes.
+    pub fn confirm(&self, question: &str) -> Answer {
+        if self.assume_yes {
+            self.info(&format!("{question} yes (--yes)"));
+            return Answer::Yes;
+        }
+        if self.mode != Mode::Human || !std::io::stdin().is_terminal() || !self.tty {
+            return Answer::NoTerminal;
+        }
+        let ask = || {
+            eprint!("{question} [y/N] ");
+            let _ = std::io::stderr().flush();
+            let mut line = String::new();
+            match std::io::stdin().read_line(&mut line) {
+                Ok(_) if matches!(line.trim().to_lowercase().as_str(), "y" | "yes") => Answer::Yes,
+                _ => Answer::Declined,
+            }
+        };
+        match self.bar.lock().ok().as_deref() {
+            Some(Some(bar)) => bar.suspend(ask),
+            _ => ask(),
         }
     }
 

@@ -88,7 +88,7 @@ impl opshost_sdk::Operation for Probe {
             }
             "dump" => {
                 let dir = fs::open("backups")?;
-                let info = db::dump("agledger", &dir, &arg(1)?)?;
+                let info = db::dump("agledger", &dir, &arg(1)?, None)?;
                 Ok(Report::ok("dumped")
                     .fact("size", info.size)
                     .fact("sha256", info.sha256)

@@ -12,7 +12,10 @@ use cap_std::fs::{Dir, File};
 use futures::future::BoxFuture;
 use wasmtime::component::Resource;
 
-use super::bindings::opshost::plugin::fs::{self as wit, Entry, EntryKind};
+use super::archive;
+use super::bindings::opshost::plugin::fs::{
+    self as wit, ArchiveMember, Entry, EntryKind, MemberSource,
+};
 use super::stream::{ByteSink, ByteSource, Origin, Reader, Writer};
 use super::{CapError, Grant};
 use crate::policy::FsAccess;
@@ -412,10 +415,130 @@ impl wit::HostDir for HostState {
         Ok(self.table.push(Writer::new(file, origin))?)
     }
 
+    async fn pack(
+        &mut self,
+        dir: Resource<DirHandle>,
+        path: String,
+        members: Vec<(String, MemberSource)>,
+        compress: bool,
+    ) -> Result<Vec<ArchiveMember>, CapError> {
+        let d = self.table.get(&dir)?;
+        let call = self
+            .run
+            .call("fs", &d.name, "pack")
+            .detail(format!("{path} ({} members)", members.len()));
+        let prepared = (|| {
+            d.require_rw("pack")?;
+            let target = checked_path(&d.name, &path, false)?.to_path_buf();
+            let mut sources = Vec::with_capacity(members.len());
+            for (name, source) in members {
+                let source = match source {
+                    MemberSource::File(p) => {
+                        archive::Source::File(checked_path(&d.name, &p, false)?.to_path_buf())
+                    }
+                    MemberSource::Bytes(b) => archive::Source::Bytes(b),
+                };
+                sources.push((name, source));
+            }
+            Ok((d.duplicate()?, target, sources))
+        })();
+        let (owned, target, sources) = match prepared {
+            Ok(ready) => ready,
+            Err(e) => return call.finish(Err(e)),
+        };
+        let output = self.run.output.clone();
+        let packed = blocking(move || {
+            archive::pack(owned.cap_dir(), &target, sources, compress, &|n| {
+                output.advance(n)
+            })
+        })
+        .await;
+        call.finish(packed.map_err(|e| e.context(&path)).map(to_wit_members))
+    }
+
+    async fn archive_members(
+        &mut self,
+        dir: Resource<DirHandle>,
+        path: String,
+    ) -> Result<Vec<ArchiveMember>, CapError> {
+        let d = self.table.get(&dir)?;
+        let call = self
+            .run
+            .call("fs", &d.name, "archive-members")
+            .detail(&path);
+        let opened = checked_path(&d.name, &path, false)
+            .and_then(|p| d.dir.open(p).map_err(|e| io_error(&path, e)));
+        let file = match opened {
+            Ok(f) => f.into_std(),
+            Err(e) => return call.finish(Err(e)),
+        };
+        let output = self.run.output.clone();
+        let listed = blocking(move || archive::members_of(file, &|n| output.advance(n))).await;
+        call.finish(listed.map_err(|e| e.context(&path)).map(to_wit_members))
+    }
+
+    async fn extract(
+        &mut self,
+        dir: Resource<DirHandle>,
+        archive_path: String,
+        member: String,
+        target: String,
+    ) -> Result<ArchiveMember, CapError> {
+        let d = self.table.get(&dir)?;
+        let call = self
+            .run
+            .call("fs", &d.name, "extract")
+            .detail(format!("{archive_path}: {member} -> {target}"));
+        let prepared = (|| {
+            d.require_rw("extract")?;
+            let source = checked_path(&d.name, &archive_path, false)?;
+            let file = d.dir.open(source).map_err(|e| io_error(&archive_path, e))?;
+            let target = checked_path(&d.name, &target, false)?.to_path_buf();
+            Ok((d.duplicate()?, file.into_std(), target))
+        })();
+        let (owned, file, target) = match prepared {
+            Ok(ready) => ready,
+            Err(e) => return call.finish(Err(e)),
+        };
+        let output = self.run.output.clone();
+        let extracted = blocking(move || {
+            archive::extract(owned.cap_dir(), file, &member, &target, &|n| {
+                output.advance(n)
+            })
+        })
+        .await;
+        call.finish(
+            extracted
+                .map_err(|e| e.context(&archive_path))
+                .map(to_wit_member),
+        )
+    }
+
     async fn drop(&mut self, dir: Resource<DirHandle>) -> wasmtime::Result<()> {
         self.table.delete(dir)?;
         Ok(())
     }
+}
+
+/// Run blocking file work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, CapError> + Send + 'static,
+) -> Result<T, CapError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| CapError::Failed(format!("archive work stopped: {e}")))?
+}
+
+fn to_wit_member(m: archive::Member) -> ArchiveMember {
+    ArchiveMember {
+        name: m.name,
+        size: m.size,
+        sha256: m.sha256,
+    }
+}
+
+fn to_wit_members(members: Vec<archive::Member>) -> Vec<ArchiveMember> {
+    members.into_iter().map(to_wit_member).collect()
 }
 
 #[cfg(test)]

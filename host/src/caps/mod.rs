@@ -3,6 +3,7 @@
 //! This module holds what they share: the generated bindings, the error
 //! type, the grant set and the audited-call helper.
 
+pub mod archive;
 pub mod container;
 pub mod db;
 pub mod fs;
@@ -75,6 +76,19 @@ impl CapError {
     /// A denial naming the exact grant that would allow the call.
     pub fn missing(grant: &Grant, context: &str) -> Self {
         Self::Denied(format!("{grant} is not granted ({context})"))
+    }
+
+    /// The same error, its message prefixed with what was being done.
+    pub fn context(self, what: &str) -> Self {
+        match self {
+            Self::Denied(m) => Self::Denied(format!("{what}: {m}")),
+            Self::NotFound(m) => Self::NotFound(format!("{what}: {m}")),
+            Self::Invalid(m) => Self::Invalid(format!("{what}: {m}")),
+            Self::Failed(m) => Self::Failed(format!("{what}: {m}")),
+            Self::TimedOut(m) => Self::TimedOut(format!("{what}: {m}")),
+            Self::Unsupported(m) => Self::Unsupported(format!("{what}: {m}")),
+            Self::Trap(e) => Self::Trap(e),
+        }
     }
 
     fn into_wit(self) -> wasmtime::Result<WitError> {

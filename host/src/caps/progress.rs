@@ -2,7 +2,8 @@
 //! Not a grantable capability (it reaches only the operator's own output),
 //! but every line counts against the run's log budget.
 
-use super::bindings::opshost::plugin::progress::Host;
+use super::bindings::opshost::plugin::progress::{Confirmation, Host};
+use crate::output::Answer;
 use crate::runtime::HostState;
 
 impl HostState {
@@ -32,6 +33,25 @@ impl Host for HostState {
         self.charge(message.len())?;
         self.run.output.info(&message);
         Ok(())
+    }
+
+    async fn confirm(&mut self, question: String) -> wasmtime::Result<Confirmation> {
+        self.charge(question.len())?;
+        let answer = self.run.output.confirm(&question);
+        // The answer is part of the record: who agreed to what.
+        let outcome = match answer {
+            Answer::Yes => "ok",
+            Answer::Declined => "declined",
+            Answer::NoTerminal => "no-terminal",
+        };
+        self.run
+            .event("progress", "confirm", outcome, Some(&question))
+            .map_err(|e| wasmtime::Error::msg(format!("{e:#}")))?;
+        Ok(match answer {
+            Answer::Yes => Confirmation::Yes,
+            Answer::Declined => Confirmation::Declined,
+            Answer::NoTerminal => Confirmation::NoTerminal,
+        })
     }
 
     async fn warn(&mut self, message: String) -> wasmtime::Result<()> {

@@ -371,11 +371,59 @@ impl wit::Host for HostState {
         Ok(self.table.push(conn)?)
     }
 
+    async fn connect_to(
+        &mut self,
+        name: String,
+        database: String,
+    ) -> Result<Resource<Connection>, CapError> {
+        let call = self.run.call("db", &name, "connect-to").detail(&database);
+        let run = self.run.clone();
+        let opened = async {
+            let level = run.db_level(&name, DbLevel::Admin, "connect to a sibling database")?;
+            let (target, _) = run.db_target(&name, level).await?;
+            guard::check_database_name(target.dbname(), &database, &name)?;
+            let client = connect::connect(&target.with_dbname(&database)).await?;
+            Ok(Connection {
+                name: name.clone(),
+                level,
+                client: Arc::new(client),
+                in_transaction: false,
+                copy_transaction: Arc::new(AtomicBool::new(false)),
+            })
+        }
+        .await;
+        let conn = call.finish(opened)?;
+        Ok(self.table.push(conn)?)
+    }
+
+    async fn list_databases(&mut self, name: String) -> Result<Vec<String>, CapError> {
+        let call = self.run.call("db", &name, "list-databases");
+        let run = self.run.clone();
+        let listed = async {
+            let (target, client) = run.maintenance(&name).await?;
+            let rows = client
+                .query(
+                    "SELECT datname FROM pg_database WHERE NOT datistemplate ORDER BY datname",
+                    &[],
+                )
+                .await
+                .map_err(|e| pg_error(&name, e))?;
+            Ok(rows
+                .iter()
+                .filter_map(|r| r.try_get::<_, String>(0).ok())
+                .filter(|d| guard::check_database_name(target.dbname(), d, &name).is_ok())
+                .collect())
+        }
+        .await;
+        call.finish(listed)
+    }
+
     async fn dump(
         &mut self,
         name: String,
         target: Resource<DirHandle>,
         path: String,
+        snapshot: Option<String>,
     ) -> Result<DumpInfo, CapError> {
         let dir = self.table.get(&target)?.duplicate()?;
         let call = self
@@ -389,7 +437,21 @@ impl wit::Host for HostState {
             let rel = checked_path(dir.name(), &path, false)?;
             let (db, runner) = run.db_target(&name, DbLevel::Admin).await?;
             let mut file = AtomicFile::create(dir.cap_dir(), rel)?;
-            tools::dump(&runner, &db, file.std_handle()?).await?;
+            // The plugin is inside this one call for the whole dump: show
+            // its bytes growing on the current progress step meanwhile.
+            let watched = file.std_handle()?;
+            let output = run.output.clone();
+            let ticker = tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    if let Ok(meta) = watched.metadata() {
+                        output.advance(meta.len());
+                    }
+                }
+            });
+            let dumped = tools::dump(&runner, &db, snapshot.as_deref(), file.std_handle()?).await;
+            ticker.abort();
+            dumped?;
             // Nothing is named `path` until the dump is complete and readable.
             tools::contents(&runner, file.std_handle_from_start()?).await?;
             let (size, sha256) = digest(&mut file.std_handle_from_start()?)?;
@@ -428,6 +490,21 @@ impl wit::Host for HostState {
                 .clone()
                 .unwrap_or_else(|| db.dbname().to_string());
             guard::check_database_name(db.dbname(), &into, &name)?;
+            if into != db.dbname() {
+                // The WIT promises: created if missing.
+                let (_, client) = run.maintenance(&name).await?;
+                let exists = client
+                    .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&into])
+                    .await
+                    .map_err(|e| pg_error(&name, e))?
+                    .is_some();
+                if !exists {
+                    client
+                        .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&into)))
+                        .await
+                        .map_err(|e| pg_error(&name, e))?;
+                }
+            }
             tools::restore(
                 &runner,
                 &db.with_dbname(&into),
@@ -612,6 +689,32 @@ impl wit::HostConnection for HostState {
         }
         .await;
         call.finish(result)
+    }
+
+    async fn begin_snapshot(&mut self, conn: Resource<Connection>) -> Result<String, CapError> {
+        let s = self.session(&conn)?;
+        let call = self.run.call("db", &s.name, "begin-snapshot");
+        let result = async {
+            if s.in_transaction {
+                return Err(CapError::Invalid("a transaction is already open".into()));
+            }
+            s.settle().await?;
+            s.client
+                .batch_execute("START TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .await
+                .map_err(|e| pg_error(&s.name, e))?;
+            let row = s
+                .client
+                .query_one("SELECT pg_export_snapshot()", &[])
+                .await
+                .map_err(|e| pg_error(&s.name, e))?;
+            row.try_get::<_, String>(0)
+                .map_err(|e| pg_error(&s.name, e))
+        }
+        .await;
+        let snapshot = call.finish(result)?;
+        self.table.get_mut(&conn)?.in_transaction = true;
+        Ok(snapshot)
     }
 
     async fn begin(&mut self, conn: Resource<Connection>) -> Result<(), CapError> {

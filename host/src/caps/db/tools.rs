@@ -176,12 +176,26 @@ async fn in_container(
 }
 
 /// `pg_dump -Fc` of the target database into `out`.
-pub async fn dump(runner: &Runner, target: &Target, out: std::fs::File) -> Result<(), CapError> {
-    let args = vec![
+pub async fn dump(
+    runner: &Runner,
+    target: &Target,
+    snapshot: Option<&str>,
+    out: std::fs::File,
+) -> Result<(), CapError> {
+    let mut args = vec![
         "--no-password".into(),
         "--format=custom".into(),
         format!("--dbname={}", target.conninfo()),
     ];
+    if let Some(id) = snapshot {
+        // Snapshot ids are hex and dashes (`00000003-0000001B-1`).
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            return Err(CapError::Invalid(format!(
+                "snapshot {id:?} is not a pg_export_snapshot() id"
+            )));
+        }
+        args.push(format!("--snapshot={id}"));
+    }
     run(runner, "pg_dump", args, Some(target), None, Some(out))
         .await
         .map(drop)

@@ -1,0 +1,13 @@
+//! What opshost's AGLedger operations share: the vault chain check (used by
+//! vault-scan and by restore to verify a restored database), the backup
+//! artifact's names and manifest, and UTC time without a date library.
+
+pub mod artifact;
+pub mod clock;
+pub mod vault;
+
+/// SHA-256 of `data`, hex, as the manifest records it.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(data))
+}
