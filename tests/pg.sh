@@ -37,7 +37,17 @@ chmod 600 "$dir/server.key"
 chown -R postgres:postgres "$dir"
 runuser -u postgres -- "$bin/initdb" -D "$dir/data" -U postgres --auth-local=trust --auth-host=scram-sha-256 \
   -E UTF8 --no-locale --no-sync >/dev/null
+# Containers of an external-mode stand-in reach this cluster through the
+# Docker bridge's gateway address: listen there too, and let them in.
+listen=127.0.0.1
+# The default bridge's gateway (docker0's address; the IPAM config often omits it).
+gateway=$(ip -4 -o addr show docker0 2>/dev/null | awk '{print $4}' | cut -d/ -f1 | head -1)
+if [ -n "$gateway" ]; then
+  listen="127.0.0.1,$gateway"
+  # samehost: the host itself, connecting to the gateway address.
+  printf "host all all 172.16.0.0/12 scram-sha-256\nhost all all samehost scram-sha-256\n" >> "$dir/data/pg_hba.conf"
+fi
 runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start \
-  -o "-p $port -k $dir/sock -c listen_addresses=127.0.0.1 -c ssl=on -c ssl_cert_file=$dir/server.crt -c ssl_key_file=$dir/server.key -c fsync=off" >/dev/null
+  -o "-p $port -k $dir/sock -c listen_addresses=$listen -c ssl=on -c ssl_cert_file=$dir/server.crt -c ssl_key_file=$dir/server.key -c fsync=off" >/dev/null
 runuser -u postgres -- "$bin/psql" -h "$dir/sock" -p "$port" -U postgres -qc "ALTER USER postgres PASSWORD '$password'" >/dev/null
 echo "$url"

@@ -11,6 +11,7 @@ OPSHOST_TEST_PG=$(tests/pg.sh start)
 export OPSHOST_TEST_PG OPSHOST_TEST_PG_CA=${OPSHOST_PG_DIR:-/tmp/opshost-test-pg}/ca.crt
 OPSHOST_TEST_STANDIN=$(tests/standin-up.sh)
 export OPSHOST_TEST_STANDIN OPSHOST_TEST_STANDIN_PROJECT=opshost-test
+export OPSHOST_TEST_STANDIN_EXT=$OPSHOST_TEST_STANDIN-ext OPSHOST_TEST_STANDIN_EXT_PROJECT=opshost-ext
 trap 'tests/standin-up.sh down' EXIT
 # The host, plus the unit tests of the plugins and the stand-in (native).
-cargo test --release -p opshost -p vault-scan -p agledger-standin "$@"
+cargo test --release -p opshost -p agledger-ops -p backup -p restore -p vault-scan -p agledger-standin "$@"

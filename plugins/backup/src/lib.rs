@@ -15,16 +15,20 @@ pub mod retention;
 mod operation;
 
 /// Usage, shown for `--help` and with argument errors.
-pub const USAGE: &str = "usage: opshost run backup.wasm -- [--keep N] [--rollback-point]
+pub const USAGE: &str =
+    "usage: opshost run backup.wasm -- [--keep N] [--rollback-point] [--clean-interrupted]
   --keep N           keep the newest N backups in the directory (default 7, at least 1);
                      only files named backup-YYYY-MM-DD-HHMMSS.tar.gz are counted or removed
   --rollback-point   mark this backup as an upgrade's rollback point: retention never removes it
+  --clean-interrupted  remove what killed backups left (.opshost-backup-*/, .backup-*.tar.gz.opshost-*.tmp);
+                     without it they are only reported (use it when no other backup is running)
 The directory is the config's [dir.backups] (or opshost run --dir backups=PATH).";
 
 #[derive(Debug, PartialEq, Eq)]
 pub struct Options {
     pub keep: usize,
     pub rollback_point: bool,
+    pub clean_interrupted: bool,
     pub help: bool,
 }
 
@@ -33,6 +37,7 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
     let mut opts = Options {
         keep: 7,
         rollback_point: false,
+        clean_interrupted: false,
         help: false,
     };
     let mut it = args.iter();
@@ -57,6 +62,7 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
                 };
             }
             "--rollback-point" => opts.rollback_point = true,
+            "--clean-interrupted" => opts.clean_interrupted = true,
             "--help" | "-h" => opts.help = true,
             other => return Err(format!("unknown argument {other:?}")),
         }

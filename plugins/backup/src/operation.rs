@@ -36,7 +36,7 @@ impl opshost_sdk::Operation for Backup {
         }
         let dir = fs::open("backups").context("opening the backup directory")?;
         progress::step("checking the backup directory", None);
-        let swept = sweep_leftovers(&dir)?;
+        let (interrupted, swept) = leftovers(&dir, opts.clean_interrupted)?;
 
         let started = clock::now();
         let stamp = clock::stamp(started);
@@ -78,6 +78,9 @@ impl opshost_sdk::Operation for Backup {
         if !swept.is_empty() {
             report = report.fact("cleaned up", swept.join(", "));
         }
+        if !interrupted.is_empty() {
+            report = report.fact("left by interrupted backups", interrupted.join(", "));
+        }
         Ok(report.data(
             json!({
                 "backup": name,
@@ -85,6 +88,7 @@ impl opshost_sdk::Operation for Backup {
                 "manifest": made.manifest,
                 "removed": removed,
                 "cleaned_up": swept,
+                "interrupted_leftovers": interrupted,
             })
             .to_string(),
         ))
@@ -114,6 +118,15 @@ fn make(dir: &Dir, staging: &str, stamp: &str, name: &str, started: i64) -> Resu
     let counts = row_counts(&conn)?;
     let keys_csv = vault_keys_csv(&conn)?;
     let last_migration = last_migration(&conn)?;
+    let database = match conn
+        .query("SELECT current_database()::text", &[])?
+        .rows
+        .first()
+        .and_then(|r| r.first())
+    {
+        Some(Value::Text(name)) => name.clone(),
+        _ => "agledger".to_string(),
+    };
 
     progress::step("dumping the database (pg_dump -Fc)", None);
     let dump_path = format!("{staging}/{}", artifact::DUMP);
@@ -127,7 +140,7 @@ fn make(dir: &Dir, staging: &str, stamp: &str, name: &str, started: i64) -> Resu
         "created_at": clock::rfc3339(started),
         "agledger_version": agledger_version,
         "postgres_server_version": dump.server_version,
-        "database": "agledger",
+        "database": database,
         "last_migration": last_migration,
         "plugin": { "name": "backup", "version": env!("CARGO_PKG_VERSION") },
         "files": {
@@ -287,12 +300,13 @@ fn seconds(ms: Option<u64>) -> Option<i64> {
 
 /// Leftovers of a backup that was killed: its staging directory
 /// (`.opshost-backup-<stamp>`) and an unfinished archive
-/// (`.backup-<stamp>.tar.gz.opshost-…tmp`). Removed when idle for a while
-/// (they are ours by their names); a fresh one means another backup is
-/// running, and this one stops.
-fn sweep_leftovers(dir: &Dir) -> Result<Vec<String>> {
+/// (`.backup-<stamp>.tar.gz.opshost-…tmp`). They are never counted as
+/// backups. Reported, and removed only when the operator says so
+/// (`--clean-interrupted`): one that changed recently may belong to a
+/// backup still running. Returns (found, removed).
+fn leftovers(dir: &Dir, remove: bool) -> Result<(Vec<String>, Vec<String>)> {
     let now = clock::now();
-    let mut swept = Vec::new();
+    let (mut found, mut removed) = (Vec::new(), Vec::new());
     for entry in dir.list("").context("listing the backup directory")? {
         let staging =
             entry.name.starts_with(".opshost-backup-") && entry.kind == EntryKind::Directory;
@@ -303,33 +317,41 @@ fn sweep_leftovers(dir: &Dir) -> Result<Vec<String>> {
         if !staging && !partial {
             continue;
         }
+        if remove {
+            if staging {
+                remove_tree(dir, &entry.name);
+            } else {
+                dir.remove(&entry.name)?;
+            }
+            progress::info(&format!(
+                "removed {}, left by an interrupted backup",
+                entry.name
+            ));
+            removed.push(entry.name);
+            continue;
+        }
         let mut last = seconds(entry.modified_ms).unwrap_or(0);
         if staging {
             for inner in dir.list(&entry.name).unwrap_or_default() {
                 last = last.max(seconds(inner.modified_ms).unwrap_or(0));
             }
         }
-        if now - last < ACTIVE_WITHIN_S {
-            return Err(fail(format!(
-                "{} changed {}s ago: another backup seems to be running into this directory. \
-                 Wait for it; if none is running, remove {} and run again",
-                entry.name,
-                now - last,
-                entry.name
-            )));
-        }
+        let age = if now - last < ACTIVE_WITHIN_S {
+            format!(
+                "changed {}s ago: another backup may still be running",
+                now - last
+            )
+        } else {
+            format!("unchanged for {} min", (now - last) / 60)
+        };
         progress::warn(&format!(
-            "removing {}: left by a backup that was interrupted (it never became a backup-*.tar.gz)",
+            "{} was left by an interrupted backup ({age}); it is not a backup. \
+             Remove it with --clean-interrupted when no other backup is running",
             entry.name
         ));
-        if staging {
-            remove_tree(dir, &entry.name);
-        } else {
-            dir.remove(&entry.name)?;
-        }
-        swept.push(entry.name);
+        found.push(entry.name);
     }
-    Ok(swept)
+    Ok((found, removed))
 }
 
 /// Apply retention; the names removed.

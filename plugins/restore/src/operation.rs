@@ -51,12 +51,12 @@ impl opshost_sdk::Operation for Restore {
 opshost_sdk::plugin!(Restore);
 
 /// Ask before replacing the live database.
-fn confirm(backup: &str, checked: &verify::Checked, yes: bool) -> Result<()> {
+fn confirm(backup: &str, live: &str, checked: &verify::Checked, yes: bool) -> Result<()> {
     if yes {
         return Ok(());
     }
     let question = format!(
-        "Replace database {DB} with {backup} (made {}, AGLedger {})? The services stop meanwhile; \
+        "Replace database {live} with {backup} (made {}, AGLedger {})? The services stop meanwhile; \
          the current database is kept until the restore has succeeded.",
         checked.created, checked.agledger_version
     );
@@ -85,19 +85,21 @@ fn restore(dir: &Dir, opts: &Options) -> Result<Report> {
     let stamp = clock::stamp(clock::now());
     let id = stamp.replace('-', "_");
     let staging = format!(".opshost-restore-{stamp}");
+    let live = swap::live_database().context("asking the database its name")?;
     let mut journal = Journal {
         backup: backup.clone(),
         started_at: clock::rfc3339(clock::now()),
         phase: Phase::Restoring,
         staging: staging.clone(),
-        restore_db: format!("{DB}_restore_{id}"),
-        previous_db: format!("{DB}_previous_{id}"),
+        restore_db: format!("{live}_restore_{id}"),
+        previous_db: format!("{live}_previous_{id}"),
+        live_db: live.clone(),
         keep_previous: opts.keep_previous,
     };
 
     let checked =
         verify::backup(dir, &backup, &staging).inspect_err(|_| remove_staging(dir, &staging))?;
-    confirm(&backup, &checked, opts.yes).inspect_err(|_| remove_staging(dir, &staging))?;
+    confirm(&backup, &live, &checked, opts.yes).inspect_err(|_| remove_staging(dir, &staging))?;
 
     // Phase 1: a new database beside the live one. Failing here changes nothing.
     journal.write(dir)?;
@@ -105,10 +107,12 @@ fn restore(dir: &Dir, opts: &Options) -> Result<Report> {
     let verified = match prepared {
         Ok(v) => v,
         Err(e) => {
-            attempt(
-                "dropping the unfinished restore database",
-                db::drop_database(DB, &journal.restore_db),
-            );
+            if swap::exists(&journal.restore_db).unwrap_or(true) {
+                attempt(
+                    "dropping the unfinished restore database",
+                    db::drop_database(DB, &journal.restore_db),
+                );
+            }
             remove_staging(dir, &staging);
             Journal::remove(dir);
             return Err(fail(format!(
@@ -124,11 +128,13 @@ fn restore(dir: &Dir, opts: &Options) -> Result<Report> {
     let version = match swapped {
         Ok(v) => v,
         Err(e) => {
-            let state = swap::put_back(&journal.previous_db, &journal.restore_db);
-            attempt(
-                "dropping the restored database",
-                db::drop_database(DB, &journal.restore_db),
-            );
+            let state = swap::put_back(&journal.live_db, &journal.previous_db, &journal.restore_db);
+            if swap::exists(&journal.restore_db).unwrap_or(true) {
+                attempt(
+                    "dropping the restored database",
+                    db::drop_database(DB, &journal.restore_db),
+                );
+            }
             remove_staging(dir, &staging);
             if !state.starts_with("DEGRADED") {
                 Journal::remove(dir);
@@ -148,7 +154,7 @@ fn restore(dir: &Dir, opts: &Options) -> Result<Report> {
 
     let scan = verified.vault.as_ref();
     let mut report = Report::ok(format!(
-        "restored {backup}: database {DB} replaced, services healthy (version {version})"
+        "restored {backup}: database {live} replaced, services healthy (version {version})"
     ))
     .fact("backup", &backup)
     .fact("made", &checked.created)
@@ -223,8 +229,8 @@ fn prepare(
 fn swap_in(journal: &Journal) -> Result<String> {
     swap::stop_services()?;
     progress::step("swapping databases", None);
-    swap::rename(DB, &journal.previous_db)?;
-    swap::rename(&journal.restore_db, DB)?;
+    swap::rename(&journal.live_db, &journal.previous_db)?;
+    swap::rename(&journal.restore_db, &journal.live_db)?;
     swap::start_and_check()
 }
 
@@ -273,17 +279,19 @@ fn recover(dir: &Dir, journal: Journal) -> Result<Report> {
             )
         }
         Phase::Swapping => {
-            let live = swap::exists(DB)?;
+            let live = swap::exists(&journal.live_db)?;
             let previous = swap::exists(&journal.previous_db)?;
             if !live && !previous {
                 return Err(fail(format!(
-                    "neither {DB} nor {} exists: cannot tell which database to put back. \
-                     Databases there: {}. Rename the right one to {DB} by hand, then remove {JOURNAL}",
+                    "neither {} nor {} exists: cannot tell which database to put back. \
+                     Databases there: {}. Rename the right one to {} by hand, then remove {JOURNAL}",
+                    journal.live_db,
                     journal.previous_db,
-                    db::list_databases(DB)?.join(", ")
+                    db::list_databases(DB)?.join(", "),
+                    journal.live_db
                 )));
             }
-            let state = swap::put_back(&journal.previous_db, &journal.restore_db);
+            let state = swap::put_back(&journal.live_db, &journal.previous_db, &journal.restore_db);
             if state.starts_with("DEGRADED") {
                 return Err(Error::Failed(state));
             }

@@ -4,6 +4,8 @@
 use opshost_sdk::container::{self, RunSpec};
 use opshost_sdk::{db, describe, fail, progress, web, Result};
 
+/// The config's name for the database (`[db.agledger]`); the database's
+/// own name on the server is what [`live_database`] says.
 pub const DB: &str = "agledger";
 const CONTAINERS: &str = "agledger";
 const API: &str = "agledger-api";
@@ -73,6 +75,17 @@ pub fn rename(from: &str, to: &str) -> Result<()> {
     Err(last.unwrap_or_else(|| fail("rename failed")))
 }
 
+/// The live database's name on the server (`agledger` in the bundled
+/// mode; whatever DATABASE_URL names in the external one).
+pub fn live_database() -> Result<String> {
+    let conn = db::connect(DB)?;
+    let rows = conn.query("SELECT current_database()::text", &[])?;
+    match rows.rows.first().and_then(|r| r.first()) {
+        Some(db::Value::Text(name)) => Ok(name.clone()),
+        _ => Err(fail("the server did not say which database this is")),
+    }
+}
+
 pub fn exists(database: &str) -> Result<bool> {
     Ok(db::list_databases(DB)?.iter().any(|d| d == database))
 }
@@ -90,29 +103,29 @@ pub fn attempt(what: &str, result: Result<()>) -> bool {
 
 /// Put the previous database back after a failed swap: whatever is live
 /// under `agledger` (the new database, if it got there) goes to
-/// `failed_db`, `previous_db` comes back, services start. The state it
+/// `failed_db` (`live` is the database name the deployment uses),, `previous_db` comes back, services start. The state it
 /// leaves, in words.
-pub fn put_back(previous_db: &str, failed_db: &str) -> String {
+pub fn put_back(live: &str, previous_db: &str, failed_db: &str) -> String {
     progress::step("putting the previous database back", None);
     let _ = container::stop(CONTAINERS, WORKER, Some(STOP_GRACE_S));
     let _ = container::stop(CONTAINERS, API, Some(STOP_GRACE_S));
     let previous_there = exists(previous_db).unwrap_or(false);
     if previous_there {
-        if exists(DB).unwrap_or(false)
-            && !attempt("moving the restored database out", rename(DB, failed_db))
+        if exists(live).unwrap_or(false)
+            && !attempt("moving the restored database out", rename(live, failed_db))
         {
             return format!(
                 "DEGRADED: could not move the restored database out of the way; the previous data is in \
-                 database {previous_db}. Rename it back to {DB} by hand (ALTER DATABASE) and start the services"
+                 database {previous_db}. Rename it back to {live} by hand (ALTER DATABASE) and start the services"
             );
         }
         if !attempt(
             "renaming the previous database back",
-            rename(previous_db, DB),
+            rename(previous_db, live),
         ) {
             return format!(
-                "DEGRADED: the previous data is in database {previous_db} and could not be renamed back to {DB}: \
-                 do it by hand (ALTER DATABASE {previous_db} RENAME TO {DB}) and start the services"
+                "DEGRADED: the previous data is in database {previous_db} and could not be renamed back to {live}: \
+                 do it by hand (ALTER DATABASE {previous_db} RENAME TO {live}) and start the services"
             );
         }
     }
