@@ -38,14 +38,25 @@ impl opshost_sdk::Operation for Backup {
         progress::step("checking the backup directory", None);
         let (interrupted, swept) = leftovers(&dir, opts.clean_interrupted)?;
 
-        let started = clock::now();
+        // Names have one-second resolution: never reuse one.
+        let mut started = clock::now();
+        let mut attempts = 0;
+        while dir
+            .stat(&artifact::file_name(&clock::stamp(started)))
+            .is_ok()
+        {
+            attempts += 1;
+            if attempts > 3 {
+                return Err(fail(format!(
+                    "{} already exists and the clock does not move on: check the system time",
+                    artifact::file_name(&clock::stamp(started))
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1100));
+            started = clock::now();
+        }
         let stamp = clock::stamp(started);
         let name = artifact::file_name(&stamp);
-        if dir.stat(&name).is_ok() {
-            return Err(fail(format!(
-                "{name} already exists (another backup this same second?): run again in a second"
-            )));
-        }
         let staging = format!(".opshost-backup-{stamp}");
         dir.mkdir(&staging)?;
         let made = make(&dir, &staging, &stamp, &name, started);

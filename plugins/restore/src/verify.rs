@@ -22,7 +22,7 @@ pub fn backup(dir: &Dir, backup: &str, staging: &str) -> Result<Checked> {
     progress::step(&format!("checking {backup}"), None);
     let entry = dir.stat(backup).map_err(|e| match e {
         opshost_sdk::Error::NotFound(_) => fail(format!(
-            "no file {backup} in the backup directory \"{}\": give the name of a backup there",
+            "no file {backup} in the backup directory \"{}\": give the name of a backup there. Nothing was changed",
             dir.name()
         )),
         other => other,

@@ -152,10 +152,15 @@ async fn in_container(
         }
     }
     if let Some(feeder) = feeder {
-        feeder
+        let fed = feeder
             .await
-            .map_err(|e| CapError::Failed(format!("{tool} stdin: {e}")))?
             .map_err(|e| CapError::Failed(format!("{tool} stdin: {e}")))?;
+        match fed {
+            // `pg_restore --list` stops reading after the table of
+            // contents: a closed stdin is its choice; the exit code tells.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            other => other.map_err(|e| CapError::Failed(format!("{tool} stdin: {e}")))?,
+        }
     }
     if let Some(file) = output.as_mut() {
         file.flush()?;
