@@ -5,6 +5,7 @@
 
 pub mod archive;
 pub mod container;
+pub mod crypto;
 pub mod db;
 pub mod fs;
 pub mod http;

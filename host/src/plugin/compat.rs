@@ -96,7 +96,7 @@ impl World {
                 );
             }
             let capability = match iface {
-                "types" | "progress" => continue,
+                "types" | "progress" | "crypto" => continue,
                 "db" => Capability::Db,
                 // db's dump/restore name an fs `dir` type, so a db plugin imports fs.
                 "fs" if granted.iter().any(|g| g.capability() == Capability::Db) => continue,

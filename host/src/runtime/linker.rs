@@ -1,5 +1,5 @@
 //! The linker: WASI with nothing in it, the always-present interfaces
-//! (types, progress), and only the capability interfaces the run's grants
+//! (types, progress, crypto), and only the capability interfaces the run's grants
 //! cover. An interface that is not granted is not linked at all.
 
 use wasmtime::component::{HasSelf, Linker};
@@ -14,6 +14,7 @@ pub fn build(engine: &Engine, grants: &[Grant]) -> anyhow::Result<Linker<HostSta
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wit::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
     wit::progress::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+    wit::crypto::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
     let granted = |cap: Capability| grants.iter().any(|g| g.capability() == cap);
     if granted(Capability::Fs) {
         wit::fs::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;

@@ -34,7 +34,7 @@ pub mod manifest;
 pub mod report;
 
 pub use bindings::opshost::plugin::types::{Error, Outcome};
-pub use bindings::opshost::plugin::{container, db, fs, http, progress};
+pub use bindings::opshost::plugin::{container, crypto, db, fs, http, progress};
 pub use bindings::Guest as Operation;
 pub use report::Report;
 

@@ -44,19 +44,55 @@ impl Walk {
         }
     }
 
-    pub fn check(&mut self, e: &Entry<'_>, keys: &HashMap<String, VerifyingKey>) {
+    /// Check everything but the signature, which comes back as a
+    /// [`Signed`] to verify (in batches, by the host) when the entry is
+    /// otherwise sound and the chain unbroken so far.
+    pub fn check(&mut self, e: &Entry<'_>, keys: &HashMap<String, VerifyingKey>) -> Option<Signed> {
         self.entries += 1;
+        let mut signed = None;
         if self.first_break.is_none() {
-            if let Some(reason) = problem(e, self.expected, self.previous.as_deref(), keys) {
-                self.first_break = Some(Break {
-                    position: e.position,
-                    reason,
-                });
+            match problem(e, self.expected, self.previous.as_deref(), keys) {
+                Err(reason) => {
+                    self.first_break = Some(Break {
+                        position: e.position,
+                        reason,
+                    })
+                }
+                Ok(s) => signed = Some(s),
             }
         }
         self.expected = e.position + 1;
         self.previous = Some(e.payload_hash.to_string());
+        signed
     }
+}
+
+/// A signature still to verify: over `message` (the payload_hash as ASCII)
+/// with `key`.
+pub struct Signed {
+    pub position: i64,
+    pub key: [u8; 32],
+    pub key_id: String,
+    pub message: Vec<u8>,
+    pub signature: [u8; 64],
+}
+
+impl Signed {
+    pub fn reason(&self) -> String {
+        format!("the signature does not verify with key {}", self.key_id)
+    }
+}
+
+/// Verify in this process (tests; the scan asks the host, which is faster).
+pub fn verify_here(jobs: &[Signed]) -> Vec<bool> {
+    jobs.iter()
+        .map(|j| {
+            VerifyingKey::from_bytes(&j.key).is_ok_and(|k| {
+                k.verify(&j.message, &Signature::from_bytes(&j.signature))
+                    .is_ok()
+            })
+        })
+        .collect()
 }
 
 fn problem(
@@ -64,15 +100,15 @@ fn problem(
     expected: i64,
     previous: Option<&str>,
     keys: &HashMap<String, VerifyingKey>,
-) -> Option<String> {
+) -> Result<Signed, String> {
     if e.position != expected {
-        return Some(format!(
+        return Err(format!(
             "position {} where {expected} was expected (an entry is missing or duplicated)",
             e.position
         ));
     }
     if e.previous_hash != previous {
-        return Some(if expected == 1 {
+        return Err(if expected == 1 {
             "the first entry has a previous_hash".to_string()
         } else {
             format!(
@@ -82,23 +118,26 @@ fn problem(
         });
     }
     if hex::encode(Sha256::digest(e.payload.as_bytes())) != e.payload_hash {
-        return Some("payload_hash is not the SHA-256 of the payload (payload altered)".into());
+        return Err("payload_hash is not the SHA-256 of the payload (payload altered)".into());
     }
     let Some(key) = keys.get(e.key_id) else {
-        return Some(format!(
+        return Err(format!(
             "signed by key {} which vault_signing_keys does not hold",
             e.key_id
         ));
     };
-    let valid = B64
+    let signature = B64
         .decode(e.signature.trim())
         .ok()
         .and_then(|b| <[u8; 64]>::try_from(b).ok())
-        .is_some_and(|b| {
-            key.verify(e.payload_hash.as_bytes(), &Signature::from_bytes(&b))
-                .is_ok()
-        });
-    (!valid).then(|| format!("the signature does not verify with key {}", e.key_id))
+        .ok_or_else(|| "the signature is not a base64 Ed25519 signature".to_string())?;
+    Ok(Signed {
+        position: e.position,
+        key: key.to_bytes(),
+        key_id: e.key_id.to_string(),
+        message: e.payload_hash.as_bytes().to_vec(),
+        signature,
+    })
 }
 
 /// A `vault_signing_keys.public_key` (base64 of the raw 32 bytes).
@@ -161,11 +200,12 @@ mod tests {
             .contains("position 2 where 1"));
 
         let mut forged = Walk::new();
-        forged.check(&entry(1, "one", &h1, None, &s2), &keys);
-        assert!(forged
-            .first_break
-            .expect("break")
-            .reason
-            .contains("does not verify"));
+        let job = forged
+            .check(&entry(1, "one", &h1, None, &s2), &keys)
+            .expect("a signature to verify");
+        assert_eq!(forged.first_break, None, "signatures are verified apart");
+        assert_eq!(verify_here(&[job]), vec![false]);
+        let good = Walk::new().check(&entry(1, "one", &h1, None, &s1), &keys);
+        assert_eq!(verify_here(&[good.expect("job")]), vec![true]);
     }
 }

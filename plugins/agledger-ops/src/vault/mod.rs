@@ -10,7 +10,7 @@ use std::io::BufReader;
 
 use opshost_sdk::db::{self, Value};
 use opshost_sdk::io::ReadStream;
-use opshost_sdk::{fail, progress, Context, Result};
+use opshost_sdk::{crypto, fail, progress, Context, Result};
 use serde_json::json;
 
 const ENTRIES: &str = "COPY (SELECT mandate_id, chain_position, payload, payload_hash, previous_hash, signature, key_id \
@@ -68,6 +68,74 @@ fn signing_keys(conn: &db::Connection) -> Result<HashMap<String, ed25519_dalek::
     Ok(keys)
 }
 
+/// Signatures verified per host call: enough to keep the host's threads
+/// busy, small enough to keep the guest's memory flat.
+const BATCH: usize = 4096;
+
+/// Signatures waiting for the host, and the first bad one per mandate.
+#[derive(Default)]
+struct Signatures {
+    pending: Vec<(String, chain::Signed)>,
+    bad: HashMap<String, (i64, String)>,
+}
+
+impl Signatures {
+    fn push(&mut self, mandate: &str, job: chain::Signed) {
+        self.pending.push((mandate.to_string(), job));
+        if self.pending.len() >= BATCH {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let checks: Vec<crypto::Ed25519Check> = self
+            .pending
+            .iter()
+            .map(|(_, j)| crypto::Ed25519Check {
+                public_key: j.key.to_vec(),
+                message: j.message.clone(),
+                signature: j.signature.to_vec(),
+            })
+            .collect();
+        let verified = crypto::verify_ed25519(&checks);
+        for ((mandate, job), ok) in self.pending.drain(..).zip(verified) {
+            if ok {
+                continue;
+            }
+            let earlier = self
+                .bad
+                .get(&mandate)
+                .is_some_and(|(p, _)| *p <= job.position);
+            if !earlier {
+                self.bad.insert(mandate, (job.position, job.reason()));
+            }
+        }
+    }
+
+    /// Merge into `broken`: a mandate's first break is the earliest of its
+    /// chain break and its first bad signature.
+    fn merge_into(mut self, broken: &mut Vec<serde_json::Value>) {
+        self.flush();
+        for b in broken.iter_mut() {
+            let Some(mandate) = b["mandate_id"].as_str().map(str::to_string) else {
+                continue;
+            };
+            if let Some((position, reason)) = self.bad.remove(&mandate) {
+                if b["position"].as_i64().is_some_and(|p| position < p) {
+                    *b = json!({ "mandate_id": mandate, "position": position, "reason": reason });
+                }
+            }
+        }
+        for (mandate, (position, reason)) in self.bad {
+            broken.push(json!({ "mandate_id": mandate, "position": position, "reason": reason }));
+        }
+        broken.sort_by(|a, b| a["mandate_id"].as_str().cmp(&b["mandate_id"].as_str()));
+    }
+}
+
 /// Walk every chain on `conn`'s database, showing progress as `step`.
 pub fn scan(conn: &db::Connection, step: &str) -> Result<Scan> {
     let keys = signing_keys(conn)?;
@@ -79,6 +147,7 @@ pub fn scan(conn: &db::Connection, step: &str) -> Result<Scan> {
     let mut broken = Vec::new();
     let (mut mandates, mut entries) = (0u64, 0u64);
     let mut current: Option<(String, chain::Walk)> = None;
+    let mut signatures = Signatures::default();
     while copy_text::next_row(&mut input, &mut line, &mut fields)
         .map_err(|e| fail(format!("reading the vault: {e}")))?
     {
@@ -99,7 +168,7 @@ pub fn scan(conn: &db::Connection, step: &str) -> Result<Scan> {
             mandates += 1;
             current = Some((mandate.clone(), chain::Walk::new()));
         }
-        if let Some((_, walk)) = current.as_mut() {
+        if let Some((mandate, walk)) = current.as_mut() {
             let entry = chain::Entry {
                 position,
                 payload,
@@ -108,7 +177,9 @@ pub fn scan(conn: &db::Connection, step: &str) -> Result<Scan> {
                 signature,
                 key_id,
             };
-            walk.check(&entry, &keys);
+            if let Some(job) = walk.check(&entry, &keys) {
+                signatures.push(mandate, job);
+            }
         }
         entries += 1;
         if entries % 4096 == 0 {
@@ -118,6 +189,7 @@ pub fn scan(conn: &db::Connection, step: &str) -> Result<Scan> {
     if let Some((m, walk)) = current.take() {
         finish(m, walk, &mut broken);
     }
+    signatures.merge_into(&mut broken);
     progress::advance(entries);
     Ok(Scan {
         mandates,
