@@ -781,3 +781,61 @@ fn a_backup_with_broken_vault_chains_is_not_swapped_in_unless_allowed() {
     assert_eq!(out.code, OK, "{}", out.combined());
     assert_eq!(fingerprint(mode), tampered);
 }
+
+/// On a terminal the restore asks; anything but yes cancels it and
+/// nothing changes. (`script` gives the run a real pseudo-terminal.)
+#[test]
+fn restore_on_a_terminal_asks_and_no_means_no() {
+    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let mode = Mode::Bundled;
+    let sb = sandbox(mode);
+    let name = backup(&sb, &[]);
+    let untouched = Untouched::now(mode);
+    let command = format!(
+        "{} run {} --config {} --policy {} --audit-log {} -- {name}",
+        env!("CARGO_BIN_EXE_opshost"),
+        plugin("restore").display(),
+        sb.path("config.toml").display(),
+        sb.path("policy.toml").display(),
+        sb.path("audit.ndjson").display(),
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script (util-linux)");
+    // Answer once the question is on the terminal.
+    let mut stdin = child.stdin.take().expect("stdin");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut seen = String::new();
+    let mut reader = BufReader::new(stdout);
+    let mut asked = false;
+    let mut buf = [0u8; 256];
+    while !asked {
+        let n = std::io::Read::read(&mut reader, &mut buf).expect("read");
+        if n == 0 {
+            break;
+        }
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        asked = seen.contains("[y/N]");
+    }
+    assert!(asked, "the question was asked: {seen}");
+    assert!(seen.contains(&format!("with {name}")), "{seen}");
+    std::io::Write::write_all(&mut stdin, b"n\n").expect("answer");
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut reader, &mut rest);
+    let status = child.wait().expect("wait");
+    assert!(!status.success(), "declined is a failure: {seen}{rest}");
+    assert!(
+        rest.contains("restore cancelled: nothing was changed"),
+        "{rest}"
+    );
+    untouched.check(&sb, "declined");
+    let declined = sb
+        .audit()
+        .into_iter()
+        .any(|e| e["verb"] == "confirm" && e["outcome"] == "declined");
+    assert!(declined, "the answer is audited");
+}

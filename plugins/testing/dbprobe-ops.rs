@@ -88,7 +88,8 @@ impl opshost_sdk::Operation for Probe {
             }
             "dump" => {
                 let dir = fs::open("backups")?;
-                let info = db::dump("agledger", &dir, &arg(1)?, None)?;
+                let options = db::DumpOptions { snapshot: None, durable: true };
+                let info = db::dump("agledger", &dir, &arg(1)?, &options)?;
                 Ok(Report::ok("dumped")
                     .fact("size", info.size)
                     .fact("sha256", info.sha256)

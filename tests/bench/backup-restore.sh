@@ -116,6 +116,16 @@ psql_q "CREATE DATABASE ${db}_raw OWNER agledger_bench"
 t0=$(now); pg_restore --no-owner --no-acl -d "$url/${db}_raw" "$work/raw.dump"; t1=$(now)
 raw_restore=$(elapsed "$t0" "$t1")
 psql_q "DROP DATABASE ${db}_raw"
+# Where the last backup's time went, from its audit lines.
+phases=$(python3 -c "
+import json, collections
+runs = [json.loads(l) for l in open('$work/audit.ndjson')]
+starts = [i for i, e in enumerate(runs) if e['verb'] == 'start' and e['plugin']['name'] == 'backup']
+t = collections.defaultdict(float)
+for e in runs[starts[-1]:]:
+    t[e['capability'] + '.' + e['verb']] += e.get('duration_us', 0) / 1e6
+print(', '.join(f'{k} {v:.1f} s' for k, v in sorted(t.items(), key=lambda kv: -kv[1]) if v >= 0.1))
+")
 : > "$work/audit.ndjson"
 opshost restore -- "$backup_file" --yes --jobs 2
 ops_restore=$wall; ops_rss_r=$rss
@@ -143,6 +153,7 @@ Database: $size, $entries vault entries ($(nproc) cores, $(date -u +%Y-%m-%d)); 
 | vault-scan | $(seconds "$scan") s, $(python3 -c "print(int($entries/$scan))") entries/s, peak RSS $((rss_scan / 1024)) MiB | | |
 
 Runs: raw pg_dump ${raw_dump[*]} s; opshost backup ${ops_backup[*]} s.
+Last backup's host calls: $phases.
 MD
 )
 echo "$report" | tee "$root/target/bench-backup-restore.md"

@@ -192,8 +192,36 @@ pub fn pack(
     Ok(written)
 }
 
+/// A gzip stream may inflate to at most this many times its size (and at
+/// least 1 GiB): a dump is compressed already, so a real backup is near
+/// 1:1, and a gzip bomb must not fill the disk or run for hours.
+const MAX_INFLATION: u64 = 64;
+
+/// Errors once more than `left` bytes have come through.
+struct Capped<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.left = self.left.checked_sub(n as u64).ok_or_else(|| {
+            io::Error::other(format!(
+                "it inflates to more than {MAX_INFLATION} times its size (a gzip bomb?)"
+            ))
+        })?;
+        Ok(n)
+    }
+}
+
 /// The file's bytes, un-gzipped when they start with the gzip magic.
 fn open_stream(mut file: std::fs::File) -> io::Result<Box<dyn Read>> {
+    let cap = file
+        .metadata()?
+        .len()
+        .saturating_mul(MAX_INFLATION)
+        .max(1 << 30);
     let mut magic = [0u8; 2];
     let mut got = 0;
     while got < 2 {
@@ -206,7 +234,10 @@ fn open_stream(mut file: std::fs::File) -> io::Result<Box<dyn Read>> {
     let head = io::Cursor::new(magic[..got].to_vec());
     let whole = head.chain(BufReader::with_capacity(1 << 20, file));
     Ok(if magic[..got] == [0x1f, 0x8b] {
-        Box::new(MultiGzDecoder::new(whole))
+        Box::new(Capped {
+            inner: MultiGzDecoder::new(whole),
+            left: cap,
+        })
     } else {
         Box::new(whole)
     })
@@ -402,6 +433,24 @@ mod tests {
         )
         .expect("write");
         assert!(members_of(open("text.tar.gz"), &no_progress()).is_err());
+    }
+
+    #[test]
+    fn a_gzip_bomb_is_refused() {
+        let (tmp, _dir) = scratch();
+        let path = tmp.path().join("bomb.tar.gz");
+        let mut gz = GzEncoder::new(
+            std::fs::File::create(&path).expect("create"),
+            Compression::best(),
+        );
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..1100 {
+            gz.write_all(&zeros).expect("write");
+        }
+        gz.finish().expect("finish");
+        let err = members_of(std::fs::File::open(&path).expect("open"), &no_progress())
+            .expect_err("bomb");
+        assert!(err.to_string().contains("gzip bomb"), "{err}");
     }
 
     #[test]

@@ -21,17 +21,41 @@ fn verify(check: &Ed25519Check) -> bool {
     })
 }
 
+/// Verify a slice: as one batch (about twice as fast as one by one when all
+/// are good, the common case), else one by one to say which failed.
+fn verify_slice(checks: &[Ed25519Check]) -> Vec<bool> {
+    let parsed: Option<Vec<(VerifyingKey, Signature)>> = checks
+        .iter()
+        .map(|c| {
+            let key = <[u8; 32]>::try_from(c.public_key.as_slice()).ok()?;
+            let signature = <[u8; 64]>::try_from(c.signature.as_slice()).ok()?;
+            Some((
+                VerifyingKey::from_bytes(&key).ok()?,
+                Signature::from_bytes(&signature),
+            ))
+        })
+        .collect();
+    if let Some(parsed) = parsed {
+        let messages: Vec<&[u8]> = checks.iter().map(|c| c.message.as_slice()).collect();
+        let (keys, signatures): (Vec<_>, Vec<_>) = parsed.into_iter().unzip();
+        if ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok() {
+            return vec![true; checks.len()];
+        }
+    }
+    checks.iter().map(verify).collect()
+}
+
 /// Verify on every core: the checks split into one slice per thread.
 fn verify_all(checks: &[Ed25519Check]) -> Vec<bool> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if threads < 2 || checks.len() < 64 {
-        return checks.iter().map(verify).collect();
+        return verify_slice(checks);
     }
     let per = checks.len().div_ceil(threads);
     std::thread::scope(|scope| {
         let parts: Vec<_> = checks
             .chunks(per)
-            .map(|part| scope.spawn(move || part.iter().map(verify).collect::<Vec<_>>()))
+            .map(|part| scope.spawn(move || verify_slice(part)))
             .collect();
         parts
             .into_iter()

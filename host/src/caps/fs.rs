@@ -179,11 +179,23 @@ impl AtomicFile {
     }
 
     pub fn commit(&mut self) -> std::io::Result<()> {
+        self.finish(true)
+    }
+
+    /// Rename without fsync: for an intermediate file the next step reads
+    /// back and makes durable in another form.
+    pub fn commit_unsynced(&mut self) -> std::io::Result<()> {
+        self.finish(false)
+    }
+
+    fn finish(&mut self, sync: bool) -> std::io::Result<()> {
         let file = self
             .file
             .take()
             .ok_or_else(|| std::io::Error::other("file already finished"))?;
-        file.sync_all()?;
+        if sync {
+            file.sync_all()?;
+        }
         drop(file);
         self.dir.rename(&self.temp, &self.dir, &self.target)
     }

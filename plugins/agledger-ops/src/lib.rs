@@ -6,6 +6,17 @@ pub mod artifact;
 pub mod clock;
 pub mod vault;
 
+/// Remove a staging directory and the files in it, best effort: what is
+/// left is found and reported by the next run.
+pub fn remove_tree(dir: &opshost_sdk::fs::Dir, path: &str) {
+    if let Ok(entries) = dir.list(path) {
+        for e in entries {
+            let _ = dir.remove(&e.name);
+        }
+    }
+    let _ = dir.remove(path);
+}
+
 /// SHA-256 of `data`, hex, as the manifest records it.
 pub fn sha256_hex(data: &[u8]) -> String {
     use sha2::{Digest, Sha256};

@@ -60,7 +60,7 @@ impl opshost_sdk::Operation for Backup {
         let staging = format!(".opshost-backup-{stamp}");
         dir.mkdir(&staging)?;
         let made = make(&dir, &staging, &stamp, &name, started);
-        remove_tree(&dir, &staging);
+        agledger_ops::remove_tree(&dir, &staging);
         let made = made?;
 
         if opts.rollback_point {
@@ -141,7 +141,17 @@ fn make(dir: &Dir, staging: &str, stamp: &str, name: &str, started: i64) -> Resu
 
     progress::step("dumping the database (pg_dump -Fc)", None);
     let dump_path = format!("{staging}/{}", artifact::DUMP);
-    let dump = db::dump("agledger", dir, &dump_path, Some(&snapshot)).context("pg_dump")?;
+    let dump = db::dump(
+        "agledger",
+        dir,
+        &dump_path,
+        &db::DumpOptions {
+            snapshot: Some(snapshot),
+            // Packed, read back and fsynced as the archive next.
+            durable: false,
+        },
+    )
+    .context("pg_dump")?;
     // Read-only: nothing to commit.
     let _ = conn.rollback();
 
@@ -294,17 +304,6 @@ fn last_migration(conn: &db::Connection) -> Result<Option<String>> {
     })
 }
 
-/// Remove a staging directory and what is in it (best effort: a leftover
-/// is found and reported by the next run).
-fn remove_tree(dir: &Dir, path: &str) {
-    if let Ok(entries) = dir.list(path) {
-        for e in entries {
-            let _ = dir.remove(&e.name);
-        }
-    }
-    let _ = dir.remove(path);
-}
-
 fn seconds(ms: Option<u64>) -> Option<i64> {
     ms.map(|m| i64::try_from(m / 1000).unwrap_or(i64::MAX))
 }
@@ -330,7 +329,7 @@ fn leftovers(dir: &Dir, remove: bool) -> Result<(Vec<String>, Vec<String>)> {
         }
         if remove {
             if staging {
-                remove_tree(dir, &entry.name);
+                agledger_ops::remove_tree(dir, &entry.name);
             } else {
                 dir.remove(&entry.name)?;
             }

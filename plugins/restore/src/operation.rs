@@ -70,14 +70,8 @@ fn confirm(backup: &str, live: &str, checked: &verify::Checked, yes: bool) -> Re
     }
 }
 
-/// Remove the staging directory and what is in it.
 fn remove_staging(dir: &Dir, staging: &str) {
-    if let Ok(entries) = dir.list(staging) {
-        for e in entries {
-            let _ = dir.remove(&e.name);
-        }
-    }
-    let _ = dir.remove(staging);
+    agledger_ops::remove_tree(dir, staging);
 }
 
 fn restore(dir: &Dir, opts: &Options) -> Result<Report> {

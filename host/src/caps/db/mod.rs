@@ -20,7 +20,7 @@ use tokio_postgres::Client;
 use wasmtime::component::Resource;
 
 use super::bindings::opshost::plugin::db::{
-    self as wit, Access, Column, DumpInfo, RestoreOptions, Rows, Value,
+    self as wit, Access, Column, DumpInfo, DumpOptions, RestoreOptions, Rows, Value,
 };
 use super::container::scope;
 use super::fs::{checked_path, AtomicFile, DirHandle};
@@ -423,7 +423,7 @@ impl wit::Host for HostState {
         name: String,
         target: Resource<DirHandle>,
         path: String,
-        snapshot: Option<String>,
+        options: DumpOptions,
     ) -> Result<DumpInfo, CapError> {
         let dir = self.table.get(&target)?.duplicate()?;
         let call = self
@@ -449,14 +449,24 @@ impl wit::Host for HostState {
                     }
                 }
             });
-            let dumped = tools::dump(&runner, &db, snapshot.as_deref(), file.std_handle()?).await;
+            let dumped = tools::dump(
+                &runner,
+                &db,
+                options.snapshot.as_deref(),
+                file.std_handle()?,
+            )
+            .await;
             ticker.abort();
             dumped?;
             // Nothing is named `path` until the dump is complete and readable.
             tools::contents(&runner, file.std_handle_from_start()?).await?;
             let (size, sha256) = digest(&mut file.std_handle_from_start()?)?;
             let version = server_version(&connect::connect(&db).await?, &name).await?;
-            file.commit()?;
+            if options.durable {
+                file.commit()?;
+            } else {
+                file.commit_unsynced()?;
+            }
             Ok(DumpInfo {
                 size,
                 sha256,
