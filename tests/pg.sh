@@ -44,8 +44,9 @@ listen=127.0.0.1
 gateway=$(ip -4 -o addr show docker0 2>/dev/null | awk '{print $4}' | cut -d/ -f1 | head -1)
 if [ -n "$gateway" ]; then
   listen="127.0.0.1,$gateway"
-  # samehost: the host itself, connecting to the gateway address.
-  printf "host all all 172.16.0.0/12 scram-sha-256\nhost all all samehost scram-sha-256\n" >> "$dir/data/pg_hba.conf"
+  # Compose networks get private subnets from Docker's pools (172.16/12,
+  # 192.168/16, 10/8); samehost is the host itself via the gateway address.
+  printf "host all all %s scram-sha-256\n" 172.16.0.0/12 192.168.0.0/16 10.0.0.0/8 samehost >> "$dir/data/pg_hba.conf"
 fi
 runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start \
   -o "-p $port -k $dir/sock -c listen_addresses=$listen -c ssl=on -c ssl_cert_file=$dir/server.crt -c ssl_key_file=$dir/server.key -c fsync=off" >/dev/null
