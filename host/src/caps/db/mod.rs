@@ -44,6 +44,19 @@ pub struct Connection {
     copy_transaction: Arc<AtomicBool>,
 }
 
+impl Connection {
+    /// A fresh session, outside any transaction.
+    fn new(name: &str, level: DbLevel, client: Client) -> Self {
+        Self {
+            name: name.to_string(),
+            level,
+            client: Arc::new(client),
+            in_transaction: false,
+            copy_transaction: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
 /// A PostgreSQL error as one line: severity, SQLSTATE, message, detail, hint.
 pub fn pg_message(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
@@ -358,13 +371,7 @@ impl wit::Host for HostState {
                     .await
                     .map_err(|e| pg_error(&name, e))?;
             }
-            Ok(Connection {
-                name: name.clone(),
-                level,
-                client: Arc::new(client),
-                in_transaction: false,
-                copy_transaction: Arc::new(AtomicBool::new(false)),
-            })
+            Ok(Connection::new(&name, level, client))
         }
         .await;
         let conn = call.finish(opened)?;
@@ -383,13 +390,7 @@ impl wit::Host for HostState {
             let (target, _) = run.db_target(&name, level).await?;
             guard::check_database_name(target.dbname(), &database, &name)?;
             let client = connect::connect(&target.with_dbname(&database)).await?;
-            Ok(Connection {
-                name: name.clone(),
-                level,
-                client: Arc::new(client),
-                in_transaction: false,
-                copy_transaction: Arc::new(AtomicBool::new(false)),
-            })
+            Ok(Connection::new(&name, level, client))
         }
         .await;
         let conn = call.finish(opened)?;
