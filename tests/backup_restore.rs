@@ -85,21 +85,7 @@ fn container(mode: Mode, service: &str) -> String {
 /// SQL on the live database (or `database`), as a superuser.
 fn sql_on(mode: Mode, database: &str, query: &str) -> String {
     match mode {
-        Mode::Bundled => {
-            let pg = container(mode, "postgres");
-            let out = Command::new("docker")
-                .args([
-                    "exec", &pg, "psql", "-U", "agledger", "-d", database, "-Atqc", query,
-                ])
-                .output()
-                .expect("psql");
-            assert!(
-                out.status.success(),
-                "{query}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8_lossy(&out.stdout).trim().to_string()
-        }
+        Mode::Bundled => psql_in_container(&mode.project(), database, query),
         Mode::External => psql(database, query),
     }
 }

@@ -6,7 +6,6 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::process::Command;
 use std::sync::Mutex;
 
 use common::*;
@@ -42,29 +41,7 @@ fn install() -> String {
 
 fn psql_in_standin(sql: &str) -> String {
     let project = std::env::var("OPSHOST_TEST_STANDIN_PROJECT").expect("project");
-    let pg = Command::new("docker")
-        .args([
-            "ps",
-            "-q",
-            "--filter",
-            &format!("label=com.docker.compose.project={project}"),
-        ])
-        .args(["--filter", "label=com.docker.compose.service=postgres"])
-        .output()
-        .expect("docker ps");
-    let pg = String::from_utf8_lossy(&pg.stdout).trim().to_string();
-    let out = Command::new("docker")
-        .args([
-            "exec", &pg, "psql", "-U", "agledger", "-d", "agledger", "-Atqc", sql,
-        ])
-        .output()
-        .expect("docker exec psql");
-    assert!(
-        out.status.success(),
-        "{sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    psql_in_container(&project, "agledger", sql)
 }
 
 fn sandbox() -> Sandbox {

@@ -290,3 +290,33 @@ pub fn result_json(out: &Output) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no output: {}", out.stderr));
     serde_json::from_str(last).expect("result line is JSON")
 }
+
+/// SQL on `database` in the postgres container of the compose `project`
+/// (the stand-in's bundled database), as its superuser; the output trimmed.
+#[allow(dead_code)]
+pub fn psql_in_container(project: &str, database: &str, sql: &str) -> String {
+    let pg = Command::new("docker")
+        .args([
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=com.docker.compose.project={project}"),
+            "--filter",
+            "label=com.docker.compose.service=postgres",
+        ])
+        .output()
+        .expect("docker ps");
+    let pg = String::from_utf8_lossy(&pg.stdout).trim().to_string();
+    let out = Command::new("docker")
+        .args([
+            "exec", &pg, "psql", "-U", "agledger", "-d", database, "-Atqc", sql,
+        ])
+        .output()
+        .expect("docker exec psql");
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
