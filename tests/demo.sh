@@ -2,11 +2,29 @@
 # A first taste: build everything, bring up the AGLedger stand-in (real
 # containers from a local registry, PostgreSQL in the project), then run
 # backup -> restore -> vault-scan against it end to end, and show what was
-# audited and what a missing grant looks like.
+# audited and what a missing grant looks like. Works on its own on a fresh
+# machine (tests/setup.sh installs what is missing); leaves the stand-in and
+# the PostgreSQL test cluster running (how to remove them is printed at the
+# end). Exits non-zero if any step does not go as shown (CI runs it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+tests/setup.sh
 echo "### building opshost and the plugins (the first build takes several minutes)"
-tests/build-plugins.sh 2>&1 | grep -E "^(error|warning)|Finished" || true
+build_log=/tmp/opshost-demo-build.log
+set +e
+tests/build-plugins.sh 2>&1 | tee "$build_log" | grep --line-buffered -E "^(error|warning)|Finished"
+build=${PIPESTATUS[0]}
+set -e
+if [ "$build" -ne 0 ]; then
+  tail -40 "$build_log"
+  echo "error: the build failed (full log: $build_log)" >&2
+  exit 1
+fi
+# The external-mode stand-in (project opshost-ext) keeps its database on the
+# PostgreSQL 15 test cluster of tests/pg.sh: start it (a no-op if it runs).
+export OPSHOST_PG_DIR=${OPSHOST_PG_DIR:-/tmp/opshost-test-pg} OPSHOST_PG_PORT=${OPSHOST_PG_PORT:-54329}
+echo "### starting the PostgreSQL 15 test cluster (tests/pg.sh, 127.0.0.1:$OPSHOST_PG_PORT)"
+tests/pg.sh start >/dev/null
 echo "### bringing up the AGLedger stand-in (project opshost-test, API on 127.0.0.1:24001)"
 install=$(tests/standin-up.sh 2>/tmp/opshost-demo-standin.log) || { tail -20 /tmp/opshost-demo-standin.log; exit 1; }
 echo "    install directory: $install (tests/standin-up.sh down removes it)"
@@ -73,4 +91,11 @@ echo "### restore without its container grant is refused before it starts (exit 
 sed -i 's/"container=agledger:inspect,stop,start,run", //' "$demo/policy.toml"
 set +e
 run restore --yes -- "$backup"
-echo "exit code: $?"
+refused=$?
+set -e
+echo "exit code: $refused"
+[ "$refused" -eq 3 ] || { echo "error: expected exit code 3 (denied)" >&2; exit 1; }
+echo
+echo "### done. The stand-in and the PostgreSQL test cluster are still running:"
+echo "    tests/standin-up.sh down   # removes both stand-in projects and $install"
+echo "    tests/pg.sh stop           # stops the cluster"

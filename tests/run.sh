@@ -2,16 +2,21 @@
 # The whole test suite: builds the host and the plugins, then runs every
 # unit and integration test against real files, a real HTTP server on
 # 127.0.0.1, a real PostgreSQL 15 (tests/pg.sh) and the AGLedger stand-in
-# in real containers on the Docker Engine (tests/standin-up.sh).
+# in real containers on the Docker Engine (tests/standin-up.sh). Works on
+# its own on a fresh machine (tests/setup.sh installs what is missing), and
+# after tests/demo.sh: a running cluster is reused, the stand-in recreated.
+# The cluster is left running (tests/pg.sh stop), the stand-in removed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+tests/setup.sh
 tests/build-plugins.sh
-# Real backends the tests talk to.
+# Real backends the tests talk to (pg.sh first: the external-mode stand-in
+# keeps its database on that cluster).
 OPSHOST_TEST_PG=$(tests/pg.sh start)
 export OPSHOST_TEST_PG OPSHOST_TEST_PG_CA=${OPSHOST_PG_DIR:-/tmp/opshost-test-pg}/ca.crt
+trap 'tests/standin-up.sh down' EXIT
 OPSHOST_TEST_STANDIN=$(tests/standin-up.sh)
 export OPSHOST_TEST_STANDIN OPSHOST_TEST_STANDIN_PROJECT=opshost-test
 export OPSHOST_TEST_STANDIN_EXT=$OPSHOST_TEST_STANDIN-ext OPSHOST_TEST_STANDIN_EXT_PROJECT=opshost-ext
-trap 'tests/standin-up.sh down' EXIT
 # The host, plus the unit tests of the plugins and the stand-in (native).
 cargo test --release -p opshost -p agledger-ops -p backup -p restore -p vault-scan -p agledger-standin "$@"

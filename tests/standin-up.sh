@@ -20,17 +20,23 @@ if [ "${1:-}" = down ]; then
   exit 0
 fi
 docker info >/dev/null 2>&1 || { echo "the Docker Engine is not reachable: the container tests need it" >&2; exit 1; }
+# The external-mode install keeps its database on the test cluster of
+# tests/pg.sh: check it runs before spending time on the rest.
+pg_dir=${OPSHOST_PG_DIR:-/tmp/opshost-test-pg}
+pg_port=${OPSHOST_PG_PORT:-54329}
+psql() { runuser -u postgres -- /usr/lib/postgresql/15/bin/psql -h "$pg_dir/sock" -p "$pg_port" -U postgres -qAt "$@"; }
+psql -c "SELECT 1" >/dev/null 2>&1 || {
+  echo "the PostgreSQL test cluster of tests/pg.sh is not running (port $pg_port, $pg_dir): the external-mode stand-in needs it; run tests/pg.sh start first" >&2
+  exit 1
+}
+# The default bridge's gateway (docker0's address; the IPAM config often omits it).
+gateway=$(ip -4 -o addr show docker0 2>/dev/null | awk '{print $4}' | cut -d/ -f1 | head -1)
 tests/standin/images/build-images.sh >&2
 tests/standin/images/registry.sh start >&2
 tests/standin/down.sh "$dir" --project "$project" --purge >/dev/null 2>&1 || true
 tests/standin/up.sh "$dir" --project "$project" --api-port 24001 --worker-port 24002 --pg-port 24532 >&2
 
 # External mode: an owner role and a fresh database on the test cluster.
-pg_dir=${OPSHOST_PG_DIR:-/tmp/opshost-test-pg}
-pg_port=${OPSHOST_PG_PORT:-54329}
-# The default bridge's gateway (docker0's address; the IPAM config often omits it).
-gateway=$(ip -4 -o addr show docker0 2>/dev/null | awk '{print $4}' | cut -d/ -f1 | head -1)
-psql() { runuser -u postgres -- /usr/lib/postgresql/15/bin/psql -h "$pg_dir/sock" -p "$pg_port" -U postgres -qAt "$@"; }
 tests/standin/down.sh "$ext_dir" --project "$ext_project" --purge >/dev/null 2>&1 || true
 for db in $(psql -c "SELECT datname FROM pg_database WHERE datname LIKE 'agledger_ext%'"); do
   psql -c "DROP DATABASE \"$db\" WITH (FORCE)" >/dev/null
