@@ -194,10 +194,13 @@ fn sandbox(mode: Mode) -> Sandbox {
     sb
 }
 
+/// What is in the backup directory, less the files opshost keeps there
+/// for good (the deployment lock, the list of verified backups).
 fn backups(sb: &Sandbox) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(sb.path("backups"))
         .expect("ls")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n != ".opshost-deployment.lock" && n != ".opshost-verified-backups.json")
         .collect();
     names.sort();
     names
@@ -626,6 +629,21 @@ fn killing_a_restore_while_it_swaps_is_recovered() {
     kill_restore_at("swapping databases");
 }
 
+/// A small but complete tar.gz (retention counts only complete files).
+fn small_archive(path: &Path) {
+    let src = tempfile::tempdir().expect("tmp");
+    std::fs::write(src.path().join("db.dump"), "an old backup").expect("write");
+    let st = Command::new("tar")
+        .arg("czf")
+        .arg(path)
+        .arg("-C")
+        .arg(src.path())
+        .arg("db.dump")
+        .status()
+        .expect("tar");
+    assert!(st.success());
+}
+
 fn touch(path: &Path, stamp: &str) {
     let st = Command::new("touch")
         .args(["-d", stamp])
@@ -644,7 +662,7 @@ fn retention_keeps_the_newest_and_never_touches_what_is_not_a_backup() {
         .map(|d| format!("backup-2026-01-0{d}-000000.tar.gz"))
         .collect();
     for name in &old {
-        std::fs::write(dir.join(name), "an old backup").expect("write");
+        small_archive(&dir.join(name));
     }
     let others = [
         "notes.txt",
@@ -824,4 +842,181 @@ fn restore_on_a_terminal_asks_and_no_means_no() {
         .into_iter()
         .any(|e| e["verb"] == "confirm" && e["outcome"] == "declined");
     assert!(declined, "the answer is audited");
+}
+
+#[test]
+fn retention_never_counts_or_removes_a_truncated_backup() {
+    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let sb = sandbox(Mode::Bundled);
+    let dir = sb.path("backups");
+    let good = ["backup-2026-01-01-000000.tar.gz", "backup-2026-01-02-000000.tar.gz"];
+    for name in good {
+        small_archive(&dir.join(name));
+    }
+    // Newer than both, named exactly like a backup, cut off half-way.
+    let truncated = "backup-2098-01-01-000000.tar.gz";
+    small_archive(&dir.join(truncated));
+    let bytes = std::fs::read(dir.join(truncated)).expect("read");
+    std::fs::write(dir.join(truncated), &bytes[..bytes.len() / 2]).expect("truncate");
+
+    let out = sb.run(&plugin("backup"), &["--json", "--timeout", "5m"], &["--keep", "2"]);
+    assert_eq!(out.code, OK, "{}", out.combined());
+    let made = result_json(&out)["data"]["backup"].as_str().expect("name").to_string();
+    assert!(
+        out.stdout.contains(&format!("{truncated} is not a complete backup")),
+        "the truncated file is reported: {}",
+        out.stdout
+    );
+    let left = backups(&sb);
+    assert!(left.contains(&truncated.to_string()), "never deleted: {left:?}");
+    assert!(left.contains(&made), "{left:?}");
+    assert!(left.contains(&good[1].to_string()), "the newest good one is kept: {left:?}");
+    assert!(!left.contains(&good[0].to_string()), "keep 2 counts only complete backups: {left:?}");
+}
+
+#[test]
+fn backups_are_owner_only_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let sb = sandbox(Mode::Bundled);
+    let name = backup(&sb, &[]);
+    let mode = std::fs::metadata(sb.path("backups").join(&name))
+        .expect("stat")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "{name} is {:o}", mode & 0o777);
+    // A backup others may write is not restored.
+    std::fs::set_permissions(
+        sb.path("backups").join(&name),
+        std::fs::Permissions::from_mode(0o666),
+    )
+    .expect("chmod");
+    let before = Untouched::now(Mode::Bundled);
+    let out = restore(&sb, &[&name, "--yes"]);
+    assert_eq!(out.code, PLUGIN_FAILED, "{}", out.combined());
+    assert!(
+        result_json(&out)["error"].as_str().unwrap_or_default().contains("writable by other users"),
+        "{}",
+        out.stdout
+    );
+    before.check(&sb, "a restore of a world-writable backup");
+}
+
+/// Start `plugin` in the background; its output once it ends.
+fn spawn(sb: &Sandbox, name: &str, args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_opshost"))
+        .arg("run")
+        .arg(plugin(name))
+        .arg("--config")
+        .arg(sb.path("config.toml"))
+        .arg("--policy")
+        .arg(sb.path("policy.toml"))
+        .arg("--audit-log")
+        .arg(sb.path("audit.ndjson"))
+        .args(["--json", "--timeout", "10m", "--"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn")
+}
+
+fn finished(child: std::process::Child) -> Output {
+    let out = child.wait_with_output().expect("wait");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn two_operations_at_once_one_runs_the_other_is_refused_naming_it() {
+    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let mode = Mode::Bundled;
+    let sb = sandbox(mode);
+    let name = backup(&sb, &[]);
+    let before = fingerprint(mode);
+    // Two restores started together, and a backup beside them.
+    let first = spawn(&sb, "restore", &[&name, "--yes"]);
+    let second = spawn(&sb, "restore", &[&name, "--yes"]);
+    let third = spawn(&sb, "backup", &[]);
+    let outs = [finished(first), finished(second), finished(third)];
+    let ok = outs.iter().filter(|o| o.code == OK).count();
+    let refused: Vec<&Output> = outs
+        .iter()
+        .filter(|o| {
+            result_json(o)["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("another operation is running on this deployment"))
+        })
+        .collect();
+    assert_eq!(ok + refused.len(), 3, "each one ran or was refused: {:?}", outs.iter().map(Output::combined).collect::<Vec<_>>());
+    assert!(ok >= 1, "one of them ran");
+    assert!(!refused.is_empty(), "they ran at the same time, so one was refused");
+    for r in &refused {
+        assert_eq!(r.code, PLUGIN_FAILED);
+        let error = result_json(r)["error"].as_str().unwrap_or_default().to_string();
+        assert!(error.contains("opshost process") && error.contains("since"), "names the holder: {error}");
+        assert!(!error.contains("interrupted"), "{error}");
+    }
+    assert_eq!(fingerprint(mode), before);
+    assert_eq!(databases(mode), vec![mode.database().to_string()]);
+    assert_eq!(health(mode), 200);
+    assert!(backups(&sb).iter().all(|n| !n.starts_with(".opshost-restore")), "{:?}", backups(&sb));
+}
+
+#[test]
+fn recover_while_a_restore_runs_is_refused_and_a_dead_holder_blocks_nothing() {
+    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let mode = Mode::Bundled;
+    let sb = sandbox(mode);
+    let name = backup(&sb, &[]);
+    let before = fingerprint(mode);
+    let mut running = spawn(&sb, "restore", &[&name, "--yes"]);
+    // Wait until it is swapping, then ask to recover.
+    let stdout = running.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
+        if line.expect("line").contains("swapping databases") {
+            break;
+        }
+    }
+    let out = restore(&sb, &["--recover"]);
+    assert_eq!(out.code, PLUGIN_FAILED, "{}", out.combined());
+    let error = result_json(&out)["error"].as_str().unwrap_or_default().to_string();
+    assert!(error.contains("another operation is running") && error.contains("restore"), "{error}");
+    for _ in lines {}
+    let status = running.wait().expect("wait");
+    assert!(status.success(), "the running restore finished");
+    assert_eq!(fingerprint(mode), before);
+    assert_eq!(health(mode), 200);
+
+    // kill -9 of the lock holder: the next run is not blocked, and is the
+    // one that says the restore was interrupted.
+    run_and_kill(&sb, "restore", &[&name, "--yes"], |line| {
+        line.contains("\"event\":\"step\"") && line.contains("verifying the restored database")
+    });
+    let out = restore(&sb, &["--recover"]);
+    assert_eq!(out.code, OK, "{}", out.combined());
+    assert_eq!(databases(mode), vec![mode.database().to_string()]);
+    assert_eq!(fingerprint(mode), before);
+}
+
+#[test]
+fn external_restores_do_not_trip_over_autovacuum() {
+    // tests/pg.sh runs autovacuum every second, on every insert, slowly
+    // (cost delay): workers are in the databases while restores swap them.
+    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let mode = Mode::External;
+    let sb = sandbox(mode);
+    seed(mode, 20, 50);
+    let name = backup(&sb, &[]);
+    let before = fingerprint(mode);
+    for round in 1..=3 {
+        let out = restore(&sb, &[&name, "--yes"]);
+        assert_eq!(out.code, OK, "restore {round}: {}", out.combined());
+    }
+    assert_eq!(fingerprint(mode), before);
+    assert_eq!(databases(mode), vec![mode.database().to_string()]);
 }

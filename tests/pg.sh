@@ -48,7 +48,10 @@ if [ -n "$gateway" ]; then
   # 192.168/16, 10/8); samehost is the host itself via the gateway address.
   printf "host all all %s scram-sha-256\n" 172.16.0.0/12 192.168.0.0/16 10.0.0.0/8 samehost >> "$dir/data/pg_hba.conf"
 fi
+# Autovacuum made frequent and slow, as on a busy managed database: its
+# workers sit in the databases that restores rename and drop.
+autovacuum="-c autovacuum_naptime=1 -c autovacuum_vacuum_insert_threshold=1 -c autovacuum_vacuum_insert_scale_factor=0 -c autovacuum_vacuum_threshold=1 -c autovacuum_vacuum_scale_factor=0 -c autovacuum_analyze_threshold=1 -c autovacuum_analyze_scale_factor=0 -c autovacuum_vacuum_cost_delay=50"
 runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start \
-  -o "-p $port -k $dir/sock -c listen_addresses=$listen -c ssl=on -c ssl_cert_file=$dir/server.crt -c ssl_key_file=$dir/server.key -c fsync=off" >/dev/null
+  -o "-p $port -k $dir/sock -c listen_addresses=$listen -c ssl=on -c ssl_cert_file=$dir/server.crt -c ssl_key_file=$dir/server.key -c fsync=off $autovacuum" >/dev/null
 runuser -u postgres -- "$bin/psql" -h "$dir/sock" -p "$port" -U postgres -qc "ALTER USER postgres PASSWORD '$password'" >/dev/null
 echo "$url"

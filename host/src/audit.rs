@@ -1,6 +1,13 @@
 //! The audit trail: one NDJSON line per host call, denial, refusal and
 //! limit. Lines carry names, verbs, outcomes and durations, never a
 //! secret, a URL with credentials, SQL parameters or file contents.
+//!
+//! Identical events in a row (same plugin, capability, resource, verb,
+//! outcome and detail) are folded: the first is written at once, the
+//! repeats are counted and written as one line with `repeated` and their
+//! total duration when a different event comes (at the latest the run's
+//! `end`). With the per-run host call limit this bounds what a plugin can
+//! make the audit log hold.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -38,7 +45,43 @@ pub struct Event<'a> {
 
 pub struct AuditLog {
     path: PathBuf,
-    file: Mutex<File>,
+    file: Mutex<Sink>,
+}
+
+struct Sink {
+    file: File,
+    /// The last event written, as JSON, and how often it has repeated since.
+    last: Option<Repeats>,
+}
+
+struct Repeats {
+    key: String,
+    line: serde_json::Value,
+    count: u64,
+    duration_us: u64,
+}
+
+impl Sink {
+    fn write_line(&mut self, value: &impl Serialize) -> anyhow::Result<()> {
+        let mut line = serde_json::to_vec(value)?;
+        line.push(b'\n');
+        // One write call per line keeps lines whole under O_APPEND.
+        Ok(self.file.write_all(&line)?)
+    }
+
+    /// Write the count of repeats of the last event, if any.
+    fn flush_repeats(&mut self) -> anyhow::Result<()> {
+        if let Some(r) = self.last.as_mut().filter(|r| r.count > 0) {
+            let mut line = r.line.clone();
+            line["time"] = now_rfc3339().into();
+            line["repeated"] = r.count.into();
+            line["duration_us"] = r.duration_us.into();
+            r.count = 0;
+            r.duration_us = 0;
+            self.write_line(&line)?;
+        }
+        Ok(())
+    }
 }
 
 impl AuditLog {
@@ -64,7 +107,7 @@ impl AuditLog {
             .with_context(|| format!("cannot open the audit log {}", path.display()))?;
         Ok(Self {
             path: path.to_path_buf(),
-            file: Mutex::new(file),
+            file: Mutex::new(Sink { file, last: None }),
         })
     }
 
@@ -75,14 +118,44 @@ impl AuditLog {
     /// Append one event. An audit line that cannot be written is an error
     /// the caller must act on (the run stops: no unaudited host calls).
     pub fn record(&self, event: &Event<'_>) -> anyhow::Result<()> {
-        let mut line = serde_json::to_vec(event)?;
-        line.push(b'\n');
-        let mut file = self
+        let key = serde_json::to_string(&(
+            &event.plugin.sha256,
+            event.capability,
+            event.resource,
+            event.verb,
+            event.outcome,
+            event.detail,
+        ))?;
+        let mut sink = self
             .file
             .lock()
             .map_err(|_| anyhow::anyhow!("audit log lock poisoned"))?;
-        // One write call per line keeps lines whole under O_APPEND.
-        file.write_all(&line)
+        let written = (|| -> anyhow::Result<()> {
+            if let Some(r) = sink.last.as_mut().filter(|r| r.key == key) {
+                r.count += 1;
+                r.duration_us = r.duration_us.saturating_add(event.duration_us);
+                return Ok(());
+            }
+            sink.flush_repeats()?;
+            sink.write_line(event)?;
+            sink.last = Some(Repeats {
+                key,
+                line: serde_json::to_value(event)?,
+                count: 0,
+                duration_us: 0,
+            });
+            Ok(())
+        })();
+        written.with_context(|| format!("cannot write the audit log {}", self.path.display()))
+    }
+
+    /// Write any pending count of repeats (the run's end does it anyway).
+    pub fn flush(&self) -> anyhow::Result<()> {
+        let mut sink = self
+            .file
+            .lock()
+            .map_err(|_| anyhow::anyhow!("audit log lock poisoned"))?;
+        sink.flush_repeats()
             .with_context(|| format!("cannot write the audit log {}", self.path.display()))
     }
 }
@@ -93,4 +166,54 @@ pub fn now_rfc3339() -> String {
 
 pub fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeats_fold_into_one_line_with_a_count() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("audit.ndjson");
+        let log = AuditLog::open(&path).expect("open");
+        let plugin = PluginRef {
+            vendor: "v".into(),
+            name: "n".into(),
+            version: "1".into(),
+            sha256: "x".into(),
+        };
+        let event = |verb: &'static str| Event {
+            time: now_rfc3339(),
+            plugin: &plugin,
+            capability: "fs",
+            resource: "work",
+            verb,
+            outcome: "ok",
+            detail: None,
+            duration_us: 2,
+        };
+        for _ in 0..1000 {
+            log.record(&event("stat")).expect("record");
+        }
+        log.record(&event("read")).expect("record");
+        log.record(&event("read")).expect("record");
+        drop(log);
+        let text = std::fs::read_to_string(&path).expect("read");
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json"))
+            .collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert_eq!(lines[1]["verb"], "stat");
+        assert_eq!(lines[1]["repeated"], 999);
+        assert_eq!(lines[1]["duration_us"], 1998);
+        assert_eq!(lines[3]["repeated"], 1);
+    }
 }

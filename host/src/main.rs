@@ -131,6 +131,10 @@ struct RunArgs {
     /// Cap on the plugin's log output, in KiB.
     #[arg(long, default_value_t = 1024)]
     log_kib: u64,
+    /// Cap on audited host calls (db, fs, http, container calls); bounds
+    /// the audit log a plugin can make you write.
+    #[arg(long, default_value_t = 100_000)]
+    max_host_calls: u64,
     /// Audit log path [default: config [audit] path, else ~/.local/state/opshost/audit.ndjson].
     #[arg(long, env = "OPSHOST_AUDIT_LOG")]
     audit_log: Option<PathBuf>,
@@ -254,6 +258,7 @@ fn run(args: RunArgs) -> Exit {
             timeout: args.timeout,
             memory_bytes: args.memory_mib << 20,
             log_bytes: args.log_kib << 10,
+            host_calls: args.max_host_calls,
         },
         output,
         audit,
@@ -316,7 +321,7 @@ fn run(args: RunArgs) -> Exit {
         Err(err) => {
             let exit = Exit::of(&err);
             let hint = match &err {
-                RunError::Limit(_) => "\n(raise it with --timeout, --memory-mib or --log-kib if the plugin is trusted)",
+                RunError::Limit(_) => "\n(raise it with --timeout, --memory-mib, --log-kib or --max-host-calls if the plugin is trusted)",
                 RunError::Crashed(_) => "\n(the plugin's own output above shows its last words; report it to its vendor)",
                 _ => "",
             };

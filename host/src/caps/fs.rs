@@ -1,6 +1,10 @@
 //! fs: directories named in the config, opened through cap-std so that no
 //! path (`..`, absolute, a symlink leading out) can leave them. Grant:
 //! `fs=NAME:ro|rw`, checked once at `open`; the handle carries the access.
+//!
+//! What plugins create is owner-only whatever the umask: files 0600 (a
+//! backup is a full copy of the database), directories 0700. A file that
+//! replaces an existing one keeps that file's mode.
 
 use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
@@ -114,11 +118,16 @@ fn entry(name: String, meta: &cap_std::fs::Metadata) -> Entry {
         .ok()
         .and_then(|t| t.into_std().duration_since(UNIX_EPOCH).ok())
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let mode = {
+        use cap_std::fs::PermissionsExt;
+        meta.permissions().mode() & 0o7777
+    };
     Entry {
         name,
         kind,
         size: meta.len(),
         modified_ms,
+        mode,
     }
 }
 
@@ -145,11 +154,27 @@ pub struct AtomicFile {
     file: Option<File>,
 }
 
+/// New files: readable and writable by their owner only.
+pub fn owner_only(options: &mut cap_std::fs::OpenOptions) {
+    use cap_std::fs::OpenOptionsExt;
+    options.mode(0o600);
+}
+
 impl AtomicFile {
     pub fn create(dir: &Dir, target: &Path) -> std::io::Result<Self> {
+        use cap_std::fs::PermissionsExt;
         let dir = dir.try_clone()?;
         let temp = temp_name(target);
-        let file = dir.create(&temp)?;
+        let mut options = cap_std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        owner_only(&mut options);
+        let file = dir.open_with(&temp, &options)?;
+        // The umask may have taken bits away, never added: set exactly.
+        let mode = match dir.metadata(target) {
+            Ok(existing) if existing.is_file() => existing.permissions().mode() & 0o7777,
+            _ => 0o600,
+        };
+        file.set_permissions(cap_std::fs::Permissions::from_mode(mode))?;
         Ok(Self {
             dir,
             temp,
@@ -380,7 +405,14 @@ impl wit::HostDir for HostState {
         call.finish((|| {
             d.require_rw("mkdir")?;
             let p = checked_path(&d.name, &path, false)?;
-            d.dir.create_dir_all(p).map_err(|e| io_error(&path, e))
+            let mut builder = cap_std::fs::DirBuilder::new();
+            {
+                use cap_std::fs::DirBuilderExt;
+                builder.recursive(true).mode(0o700);
+            }
+            d.dir
+                .create_dir_with(p, &builder)
+                .map_err(|e| io_error(&path, e))
         })())
     }
 
@@ -524,6 +556,15 @@ impl wit::HostDir for HostState {
                 .map_err(|e| e.context(&archive_path))
                 .map(to_wit_member),
         )
+    }
+
+    async fn lock(
+        &mut self,
+        dir: Resource<DirHandle>,
+        path: String,
+        operation: String,
+    ) -> Result<wit::LockOutcome, CapError> {
+        self.take_lock(dir, path, operation).await
     }
 
     async fn drop(&mut self, dir: Resource<DirHandle>) -> wasmtime::Result<()> {

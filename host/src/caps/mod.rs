@@ -9,9 +9,11 @@ pub mod crypto;
 pub mod db;
 pub mod fs;
 pub mod http;
+pub mod lock;
 pub mod progress;
 pub mod stream;
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -29,6 +31,7 @@ pub mod bindings {
             "opshost:plugin/types.reader": crate::caps::stream::Reader,
             "opshost:plugin/types.writer": crate::caps::stream::Writer,
             "opshost:plugin/fs.dir": crate::caps::fs::DirHandle,
+            "opshost:plugin/fs.lock": crate::caps::lock::Lock,
             "opshost:plugin/db.connection": crate::caps::db::Connection,
             "opshost:plugin/container.process": crate::caps::container::Process,
         },
@@ -57,6 +60,10 @@ pub enum CapError {
     TimedOut(String),
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// Failed after reaching the backend: some effect may have happened
+    /// (audited as `uncertain`; the plugin sees `failed`).
+    #[error("failed (the server may have acted before failing): {0}")]
+    Uncertain(String),
     #[error("{0}")]
     Trap(wasmtime::Error),
 }
@@ -70,6 +77,7 @@ impl CapError {
             Self::Failed(_) => "failed",
             Self::TimedOut(_) => "timed-out",
             Self::Unsupported(_) => "unsupported",
+            Self::Uncertain(_) => "uncertain",
             Self::Trap(_) => "trap",
         }
     }
@@ -88,6 +96,7 @@ impl CapError {
             Self::Failed(m) => Self::Failed(format!("{what}: {m}")),
             Self::TimedOut(m) => Self::TimedOut(format!("{what}: {m}")),
             Self::Unsupported(m) => Self::Unsupported(format!("{what}: {m}")),
+            Self::Uncertain(m) => Self::Uncertain(format!("{what}: {m}")),
             Self::Trap(e) => Self::Trap(e),
         }
     }
@@ -100,6 +109,7 @@ impl CapError {
             Self::Failed(m) => WitError::Failed(m),
             Self::TimedOut(m) => WitError::TimedOut(m),
             Self::Unsupported(m) => WitError::Unsupported(m),
+            Self::Uncertain(m) => WitError::Failed(m),
             Self::Trap(e) => return Err(e),
         })
     }
@@ -198,6 +208,15 @@ pub struct RunContext {
     pub log_budget: Arc<crate::runtime::limits::LogBudget>,
     /// The Docker Engine client, connected on first use.
     pub docker: tokio::sync::OnceCell<bollard::Docker>,
+    /// Audited host calls made so far, and the most allowed.
+    pub calls: AtomicU64,
+    pub max_calls: u64,
+    /// Set when a call was refused for the budget: the run ends as a limit.
+    pub calls_exceeded: AtomicBool,
+    /// Database sessions handed to the plugin: cancelled when it stops.
+    pub db_sessions: db::Sessions,
+    /// When the run's time limit ends (statement timeouts stay inside it).
+    pub deadline: Instant,
 }
 
 impl RunContext {
@@ -214,8 +233,13 @@ impl RunContext {
             resource: resource.to_string(),
             verb,
             detail: None,
+            outcome: None,
             started: Instant::now(),
         }
+    }
+
+    pub fn call_budget_message(&self) -> String {
+        format!("host call limit reached ({} audited calls)", self.max_calls)
     }
 
     /// Write a lifecycle or limit event that is not a host call.
@@ -247,6 +271,9 @@ pub struct Call {
     resource: String,
     verb: &'static str,
     detail: Option<String>,
+    /// An outcome that says more than `ok` for a successful call (a lock
+    /// found `held`).
+    outcome: Option<&'static str>,
     started: Instant,
 }
 
@@ -257,9 +284,25 @@ impl Call {
         self
     }
 
+    pub fn outcome(mut self, outcome: &'static str) -> Self {
+        self.outcome = Some(outcome);
+        self
+    }
+
     pub fn finish<T>(self, result: Result<T, CapError>) -> Result<T, CapError> {
+        let made = self.ctx.calls.fetch_add(1, Ordering::Relaxed) + 1;
+        if made > self.ctx.max_calls {
+            // The first refused call is audited once; the trap ends the run.
+            if !self.ctx.calls_exceeded.swap(true, Ordering::SeqCst) {
+                let message = self.ctx.call_budget_message();
+                let _ = self.ctx.event(self.capability, self.verb, "limit", Some(&message));
+            }
+            return Err(CapError::Trap(wasmtime::Error::msg(
+                self.ctx.call_budget_message(),
+            )));
+        }
         let outcome = match &result {
-            Ok(_) => "ok",
+            Ok(_) => self.outcome.unwrap_or("ok"),
             Err(e) => e.outcome(),
         };
         let detail = match (&self.detail, &result) {

@@ -15,6 +15,10 @@ pub struct Limits {
     pub timeout: Duration,
     pub memory_bytes: usize,
     pub log_bytes: u64,
+    /// Audited host calls a run may make: what bounds the audit log a
+    /// plugin can write (identical calls in a row are folded into one line
+    /// with a count, so honest loops cost one line).
+    pub host_calls: u64,
 }
 
 impl Default for Limits {
@@ -23,6 +27,7 @@ impl Default for Limits {
             timeout: Duration::from_secs(3600),
             memory_bytes: 512 << 20,
             log_bytes: 1 << 20,
+            host_calls: 100_000,
         }
     }
 }

@@ -178,6 +178,11 @@ pub async fn run(req: RunRequest<'_>) -> Result<RunSuccess, RunError> {
             grants: GrantSet::new(grants),
             log_budget: Arc::clone(&budget),
             docker: tokio::sync::OnceCell::new(),
+            calls: Default::default(),
+            max_calls: req.limits.host_calls,
+            calls_exceeded: Default::default(),
+            db_sessions: Default::default(),
+            deadline: started + req.limits.timeout,
         })
     };
     let granted = match admit(&req) {
@@ -195,6 +200,16 @@ pub async fn run(req: RunRequest<'_>) -> Result<RunSuccess, RunError> {
         .map_err(RunError::Host)?;
 
     let result = execute(&req, &ctx, &budget).await;
+    if result.is_err() {
+        // Work stops when the plugin stops: nothing it started may go on
+        // running on a database server, holding locks.
+        let cancelled = ctx.db_sessions.cancel_all().await;
+        if cancelled > 0 {
+            let detail = format!("{cancelled} database session(s) asked to cancel their queries");
+            ctx.event("db", "cancel", "ok", Some(&detail))
+                .map_err(RunError::Host)?;
+        }
+    }
     let (outcome, detail) = match &result {
         Ok((report, _)) => ("ok", report.summary.clone()),
         Err(RunError::Limit(m)) => ("limit", m.clone()),
@@ -266,6 +281,11 @@ async fn execute(
         Err(_elapsed) => return Err(RunError::Limit(timeout_msg())),
         Ok(r) => r,
     };
+    // A run that failed once its time was up failed because it was up
+    // (a query ended by its statement_timeout, which never outlasts the run).
+    if !matches!(result, Ok(Ok(_))) && Instant::now() >= ctx.deadline {
+        return Err(RunError::Limit(timeout_msg()));
+    }
     match result {
         Ok(Ok(report)) => Ok((report, compiled)),
         Ok(Err(plugin_error)) => Err(RunError::Plugin(plugin_error)),
@@ -278,6 +298,10 @@ async fn execute(
                 ))
             } else if budget.exceeded() {
                 Some(budget.exceeded_message())
+            } else if ctx.calls_exceeded.load(std::sync::atomic::Ordering::SeqCst) {
+                Some(ctx.call_budget_message())
+            } else if trap_message(&trap).contains("too much data is being copied") {
+                Some("host call copy limit reached (wasmtime's 128 MiB per call): the plugin passed too much data in one call".into())
             } else if deadline.fired() || trap.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
                 Some(timeout_msg())
             } else {

@@ -4,6 +4,7 @@
 
 pub mod artifact;
 pub mod clock;
+pub mod lock;
 pub mod vault;
 
 /// Remove a staging directory and the files in it, best effort: what is

@@ -22,10 +22,6 @@ opshost_sdk::manifest! {
     ],
 }
 
-/// A staging directory or temp file younger than this may belong to a
-/// backup still running: leave it alone.
-const ACTIVE_WITHIN_S: i64 = 120;
-
 struct Backup;
 
 impl opshost_sdk::Operation for Backup {
@@ -35,6 +31,7 @@ impl opshost_sdk::Operation for Backup {
             return Ok(Report::ok(crate::USAGE));
         }
         let dir = fs::open("backups").context("opening the backup directory")?;
+        let _lock = agledger_ops::lock::take(&dir, "backup")?;
         progress::step("checking the backup directory", None);
         let (interrupted, swept) = leftovers(&dir, opts.clean_interrupted)?;
 
@@ -311,11 +308,9 @@ fn seconds(ms: Option<u64>) -> Option<i64> {
 /// Leftovers of a backup that was killed: its staging directory
 /// (`.opshost-backup-<stamp>`) and an unfinished archive
 /// (`.backup-<stamp>.tar.gz.opshost-…tmp`). They are never counted as
-/// backups. Reported, and removed only when the operator says so
-/// (`--clean-interrupted`): one that changed recently may belong to a
-/// backup still running. Returns (found, removed).
+/// backups. Reported, and removed when the operator says so
+/// (`--clean-interrupted`). Returns (found, removed).
 fn leftovers(dir: &Dir, remove: bool) -> Result<(Vec<String>, Vec<String>)> {
-    let now = clock::now();
     let (mut found, mut removed) = (Vec::new(), Vec::new());
     for entry in dir.list("").context("listing the backup directory")? {
         let staging =
@@ -340,23 +335,10 @@ fn leftovers(dir: &Dir, remove: bool) -> Result<(Vec<String>, Vec<String>)> {
             removed.push(entry.name);
             continue;
         }
-        let mut last = seconds(entry.modified_ms).unwrap_or(0);
-        if staging {
-            for inner in dir.list(&entry.name).unwrap_or_default() {
-                last = last.max(seconds(inner.modified_ms).unwrap_or(0));
-            }
-        }
-        let age = if now - last < ACTIVE_WITHIN_S {
-            format!(
-                "changed {}s ago: another backup may still be running",
-                now - last
-            )
-        } else {
-            format!("unchanged for {} min", (now - last) / 60)
-        };
+        // This run holds the deployment lock: whoever left it is gone.
         progress::warn(&format!(
-            "{} was left by an interrupted backup ({age}); it is not a backup. \
-             Remove it with --clean-interrupted when no other backup is running",
+            "{} was left by an interrupted backup (its process is gone); it is not a backup. \
+             Remove it with --clean-interrupted",
             entry.name
         ));
         found.push(entry.name);
@@ -373,6 +355,7 @@ fn prune(dir: &Dir, keep: usize, just_made: &str) -> Result<Vec<String>> {
         .map(|e| Found {
             name: e.name,
             modified: seconds(e.modified_ms),
+            size: e.size,
         })
         .collect();
     let marker = dir
@@ -388,8 +371,18 @@ fn prune(dir: &Dir, keep: usize, just_made: &str) -> Result<Vec<String>> {
     if let Some(r) = rollback.as_deref() {
         protected.push(r);
     }
+    let mut verified = Verified::load(dir);
+    verified.record(&files, just_made);
+    let plan = retention::plan(&files, keep, &protected, |name| verified.check(dir, &files, name));
+    verified.save(dir, &files);
+    for (name, why) in &plan.unreadable {
+        progress::warn(&format!(
+            "{name} is not a complete backup ({why}): not counted toward --keep and not removed. \
+             Look at it, and remove it yourself if it is garbage"
+        ));
+    }
     let mut removed = Vec::new();
-    for name in retention::to_remove(&files, keep, &protected) {
+    for name in plan.remove {
         match dir.remove(&name) {
             Ok(()) => removed.push(name),
             Err(e) => progress::warn(&format!(
@@ -399,6 +392,68 @@ fn prune(dir: &Dir, keep: usize, just_made: &str) -> Result<Vec<String>> {
         }
     }
     Ok(removed)
+}
+
+/// Backups known complete (read to the end once), by name with the size
+/// and modification time they had then: a later truncation or rewrite
+/// changes those, and the file is read again. Kept in the backup directory
+/// so that each backup is read in full once, not at every run.
+struct Verified {
+    known: serde_json::Map<String, serde_json::Value>,
+}
+
+const VERIFIED_FILE: &str = ".opshost-verified-backups.json";
+
+impl Verified {
+    fn load(dir: &Dir) -> Self {
+        let known = dir
+            .read(VERIFIED_FILE)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v.as_object().cloned())
+            .unwrap_or_default();
+        Self { known }
+    }
+
+    fn stamp(files: &[Found], name: &str) -> Option<serde_json::Value> {
+        files
+            .iter()
+            .find(|f| f.name == name)
+            .map(|f| json!({ "size": f.size, "modified": f.modified }))
+    }
+
+    /// The backup this run made and read back is complete.
+    fn record(&mut self, files: &[Found], name: &str) {
+        if let Some(stamp) = Self::stamp(files, name) {
+            self.known.insert(name.to_string(), stamp);
+        }
+    }
+
+    fn check(&mut self, dir: &Dir, files: &[Found], name: &str) -> std::result::Result<(), String> {
+        let stamp = Self::stamp(files, name);
+        if stamp.is_some() && self.known.get(name) == stamp.as_ref() {
+            return Ok(());
+        }
+        progress::step(&format!("checking {name} is a complete backup"), None);
+        match dir.archive_members(name) {
+            Ok(_) => {
+                self.record(files, name);
+                Ok(())
+            }
+            Err(e) => {
+                self.known.remove(name);
+                Err(describe(&e))
+            }
+        }
+    }
+
+    fn save(mut self, dir: &Dir, files: &[Found]) {
+        self.known.retain(|name, _| files.iter().any(|f| &f.name == name));
+        let text = serde_json::Value::Object(self.known).to_string();
+        if let Err(e) = dir.write(VERIFIED_FILE, text.as_bytes()) {
+            progress::warn(&format!("could not record verified backups: {}", describe(&e)));
+        }
+    }
 }
 
 fn human_bytes(n: u64) -> String {

@@ -1,7 +1,10 @@
 //! Which backups retention removes: only files named exactly like a backup
 //! (`backup-YYYY-MM-DD-HHMMSS.tar.gz`), ordered by the time in the name;
-//! the newest `keep` stay, and so do the rollback point and the backup
-//! this run just made, whatever their age.
+//! the newest `keep` *complete* ones stay, and so do the rollback point and
+//! the backup this run just made, whatever their age. A file counts only
+//! once it is known complete (read to its end: gzip trailer, tar end); one
+//! that is not (truncated, corrupt) is reported, never counted, never
+//! removed.
 
 use agledger_ops::artifact;
 
@@ -10,6 +13,7 @@ pub struct Found {
     pub name: String,
     /// Last modification, seconds since the epoch.
     pub modified: Option<i64>,
+    pub size: u64,
 }
 
 /// The backup an upgrade made: the one the marker names, else (for the
@@ -32,22 +36,44 @@ pub fn rollback_point(
         .map(|(_, name)| name.clone())
 }
 
-/// The backups to remove, oldest first.
-pub fn to_remove(files: &[Found], keep: usize, protected: &[&str]) -> Vec<String> {
+/// What retention decided.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Backups to remove, oldest first.
+    pub remove: Vec<String>,
+    /// Files named like a backup that are not complete ones, with why.
+    pub unreadable: Vec<(String, String)>,
+}
+
+/// Keep the newest `keep` complete backups (and the protected ones);
+/// `complete` says whether a file is one (Err: why not).
+pub fn plan(
+    files: &[Found],
+    keep: usize,
+    protected: &[&str],
+    mut complete: impl FnMut(&str) -> Result<(), String>,
+) -> Plan {
     let mut backups: Vec<(i64, &str)> = files
         .iter()
         .filter_map(|f| artifact::time_of(&f.name).map(|t| (t, f.name.as_str())))
         .collect();
     // Newest first; the name breaks ties so the order is total.
     backups.sort_by(|a, b| b.cmp(a));
-    let mut out: Vec<String> = backups
-        .iter()
-        .skip(keep)
-        .filter(|(_, name)| !protected.contains(name))
-        .map(|(_, name)| name.to_string())
-        .collect();
-    out.reverse();
-    out
+    let mut plan = Plan::default();
+    let mut kept = 0;
+    for (_, name) in backups {
+        if let Err(why) = complete(name) {
+            plan.unreadable.push((name.to_string(), why));
+            continue;
+        }
+        if kept < keep {
+            kept += 1;
+        } else if !protected.contains(&name) {
+            plan.remove.push(name.to_string());
+        }
+    }
+    plan.remove.reverse();
+    plan
 }
 
 #[cfg(test)]
@@ -60,8 +86,35 @@ mod tests {
             .map(|n| Found {
                 name: n.to_string(),
                 modified: None,
+                size: 0,
             })
             .collect()
+    }
+
+    fn to_remove(files: &[Found], keep: usize, protected: &[&str]) -> Vec<String> {
+        plan(files, keep, protected, |_| Ok(())).remove
+    }
+
+    #[test]
+    fn a_truncated_newest_file_is_neither_counted_nor_removed() {
+        let files = found(&[
+            "backup-2026-01-01-000000.tar.gz",
+            "backup-2026-01-02-000000.tar.gz",
+            "backup-2026-01-03-000000.tar.gz",
+            "backup-2026-01-09-000000.tar.gz",
+        ]);
+        let p = plan(&files, 2, &[], |name| {
+            if name.contains("01-09") {
+                Err("truncated".into())
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!(p.remove, vec!["backup-2026-01-01-000000.tar.gz"]);
+        assert_eq!(
+            p.unreadable,
+            vec![("backup-2026-01-09-000000.tar.gz".to_string(), "truncated".to_string())]
+        );
     }
 
     #[test]

@@ -33,10 +33,13 @@ impl opshost_sdk::Operation for Restore {
             return Ok(Report::ok(crate::USAGE));
         }
         let dir = fs::open("backups").context("opening the backup directory")?;
+        // Held until this run ends, however it ends: while we hold it, a
+        // journal can only be one a dead run left.
+        let _lock = agledger_ops::lock::take(&dir, if opts.recover { "restore --recover" } else { "restore" })?;
         match (Journal::read(&dir)?, opts.recover) {
             (Some(journal), true) => recover(&dir, journal),
             (Some(journal), false) => Err(fail(format!(
-                "a restore of {} started {} was interrupted {}. Run `opshost run restore.wasm -- --recover` \
+                "a restore of {} started {} was interrupted {} (its process is gone). Run `opshost run restore.wasm -- --recover` \
                  to put the deployment back as it was before it, then restore again",
                 journal.backup,
                 journal.started_at,
@@ -70,6 +73,22 @@ fn confirm(backup: &str, live: &str, checked: &verify::Checked, yes: bool) -> Re
     }
 }
 
+/// A backup anyone else on the machine could have changed is not restored:
+/// its dump runs as the database's owner.
+fn refuse_if_others_may_write(dir: &Dir, backup: &str) -> Result<()> {
+    let Ok(entry) = dir.stat(backup) else {
+        return Ok(()); // the checks that follow say it is missing
+    };
+    if entry.mode & 0o022 != 0 {
+        return Err(fail(format!(
+            "{backup} is writable by other users (mode {:o}): anyone on this machine could have changed it, \
+             and a restore runs what it holds. Check where it came from, then `chmod go-w` it and restore again. Nothing was changed",
+            entry.mode
+        )));
+    }
+    Ok(())
+}
+
 fn remove_staging(dir: &Dir, staging: &str) {
     agledger_ops::remove_tree(dir, staging);
 }
@@ -77,8 +96,12 @@ fn remove_staging(dir: &Dir, staging: &str) {
 fn restore(dir: &Dir, opts: &Options) -> Result<Report> {
     let backup = opts.backup.clone().unwrap_or_default();
     let stamp = clock::stamp(clock::now());
-    let id = stamp.replace('-', "_");
-    let staging = format!(".opshost-restore-{stamp}");
+    // Unique even for two restores in one second (names on the server and
+    // in the directory outlive a run when it is killed).
+    let suffix = agledger_ops::lock::unique_suffix();
+    let id = format!("{}_{suffix}", stamp.replace('-', "_"));
+    let staging = format!(".opshost-restore-{stamp}-{suffix}");
+    refuse_if_others_may_write(dir, &backup)?;
     let live = swap::live_database().context("asking the database its name")?;
     let mut journal = Journal {
         backup: backup.clone(),

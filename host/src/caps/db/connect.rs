@@ -13,7 +13,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres::config::SslMode;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{CancelToken, Client, Config, NoTls};
 
 use super::super::CapError;
 use crate::config::DbResource;
@@ -75,6 +75,27 @@ impl Target {
         parts.push(format!("dbname={}", quote(self.dbname())));
         parts.push(format!("sslmode={}", self.sslmode));
         parts.join(" ")
+    }
+
+    /// The same server and database, every statement of the session
+    /// bounded by `timeout` (a startup option: SET is not open to plugins).
+    pub fn with_statement_timeout(&self, timeout: std::time::Duration) -> Self {
+        let mut other = self.clone();
+        let ms = timeout.as_millis().clamp(1, i32::MAX as u128);
+        other
+            .config
+            .options(format!("-c statement_timeout={ms} -c idle_in_transaction_session_timeout={ms}"));
+        other
+    }
+
+    /// The same server and database, another login.
+    pub fn with_login(&self, user: &str, password: Option<&str>) -> Self {
+        let mut other = self.clone();
+        other.config.user(user);
+        if let Some(p) = password {
+            other.config.password(p);
+        }
+        other
     }
 
     pub fn password(&self) -> Option<String> {
@@ -295,6 +316,22 @@ pub async fn connect(target: &Target) -> Result<Client, CapError> {
             let (client, conn) = target.config.connect(connector).await.map_err(fail)?;
             tokio::spawn(conn);
             Ok(client)
+        }
+    }
+}
+
+/// Ask the server to cancel what the session behind `token` is running.
+pub async fn cancel(token: &CancelToken, tls: &Tls) -> Result<(), CapError> {
+    let fail = |e: tokio_postgres::Error| {
+        CapError::Failed(format!("cannot cancel the query: {}", super::pg_message(&e)))
+    };
+    match tls {
+        Tls::Disable => token.cancel_query(NoTls).await.map_err(fail),
+        tls => {
+            let config =
+                client_config(tls).map_err(|e| CapError::Failed(format!("TLS setup: {e:#}")))?;
+            let connector = tokio_postgres_rustls::MakeRustlsConnect::new(config);
+            token.cancel_query(connector).await.map_err(fail)
         }
     }
 }

@@ -1,11 +1,15 @@
 //! db: PostgreSQL databases named in the config (`[db.NAME]`), through
 //! tokio-postgres. Grant `db=NAME:read|write|admin`, checked at `connect`
 //! (and by each whole-database call); a connection carries its level.
-//! `read` runs every statement in a READ ONLY transaction; `guard` keeps
-//! plugins inside their level and their database.
+//! The authority is the database: plugin sessions log in as roles without
+//! server-level powers (`roles`), bounded by a `statement_timeout`, and
+//! are cancelled when the plugin stops (`Sessions`). `read` also runs every
+//! statement in a READ ONLY transaction; `gate` parses every statement
+//! with PostgreSQL's grammar and keeps plugins inside their level.
 
 mod connect;
-mod guard;
+mod gate;
+mod roles;
 mod tools;
 mod values;
 
@@ -83,6 +87,10 @@ pub fn pg_message(e: &tokio_postgres::Error) -> String {
 fn pg_error(name: &str, e: tokio_postgres::Error) -> CapError {
     use tokio_postgres::error::SqlState;
     match e.code() {
+        Some(c) if *c == SqlState::INSUFFICIENT_PRIVILEGE => CapError::Denied(format!(
+            "the database refused it: {}",
+            pg_message(&e)
+        )),
         Some(c) if *c == SqlState::READ_ONLY_SQL_TRANSACTION => CapError::missing(
             &Grant::Db {
                 resource: name.to_string(),
@@ -98,7 +106,46 @@ fn pg_error(name: &str, e: tokio_postgres::Error) -> CapError {
     }
 }
 
-fn quote_ident(name: &str) -> String {
+/// A statement the server received and then failed: it may have acted
+/// before failing (a sequence advanced, a program ran), so it is never
+/// audited as a plain `failed`.
+fn statement_error(name: &str, e: tokio_postgres::Error) -> CapError {
+    match pg_error(name, e) {
+        CapError::Failed(m) => CapError::Uncertain(m),
+        other => other,
+    }
+}
+
+/// Every session handed to the plugin, so that the host can cancel what
+/// they are running when the plugin stops (a limit, a trap, an error):
+/// otherwise a query would go on on the server, holding its locks.
+#[derive(Default)]
+pub struct Sessions(std::sync::Mutex<Vec<(tokio_postgres::CancelToken, connect::Tls)>>);
+
+impl Sessions {
+    fn register(&self, client: &Client, target: &Target) {
+        if let Ok(mut list) = self.0.lock() {
+            list.push((client.cancel_token(), target.tls.clone()));
+        }
+    }
+
+    /// Cancel whatever each session is running; the number asked.
+    pub async fn cancel_all(&self) -> usize {
+        let list = match self.0.lock() {
+            Ok(mut list) => std::mem::take(&mut *list),
+            Err(_) => return 0,
+        };
+        let asked = list.len();
+        let cancels = list
+            .iter()
+            .map(|(token, tls)| connect::cancel(token, tls));
+        // A session that is idle or gone makes its cancel a no-op.
+        let _ = futures::future::join_all(cancels).await;
+        asked
+    }
+}
+
+pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
@@ -167,6 +214,24 @@ impl RunContext {
         let target = resolve(resource, level, bundled_host.as_deref())
             .map_err(|e| CapError::Failed(format!("[db.{name}]: {e:#}")))?;
         Ok((target, runner))
+    }
+
+    /// A session for the plugin's own SQL: a role without server-level
+    /// powers, a statement timeout no longer than the run has left, and
+    /// registered for cancellation when the plugin stops.
+    async fn plugin_session(
+        &self,
+        name: &str,
+        target: &Target,
+        level: DbLevel,
+    ) -> Result<Client, CapError> {
+        let left = self
+            .deadline
+            .saturating_duration_since(std::time::Instant::now())
+            .max(std::time::Duration::from_secs(1));
+        let (client, login) = roles::plugin_session(target, level, left, name).await?;
+        self.db_sessions.register(&client, &login);
+        Ok(client)
     }
 
     /// A session to the server's maintenance database, for whole-database work.
@@ -362,7 +427,7 @@ impl wit::Host for HostState {
         let opened = async {
             let level = run.db_level(&name, DbLevel::Read, "connect")?;
             let (target, _) = run.db_target(&name, level).await?;
-            let client = connect::connect(&target).await?;
+            let client = run.plugin_session(&name, &target, level).await?;
             if level == DbLevel::Read {
                 // Every statement also gets an explicit READ ONLY transaction;
                 // this makes the session default agree.
@@ -388,8 +453,10 @@ impl wit::Host for HostState {
         let opened = async {
             let level = run.db_level(&name, DbLevel::Admin, "connect to a sibling database")?;
             let (target, _) = run.db_target(&name, level).await?;
-            guard::check_database_name(target.dbname(), &database, &name)?;
-            let client = connect::connect(&target.with_dbname(&database)).await?;
+            gate::check_database_name(target.dbname(), &database, &name)?;
+            let client = run
+                .plugin_session(&name, &target.with_dbname(&database), level)
+                .await?;
             Ok(Connection::new(&name, level, client))
         }
         .await;
@@ -412,7 +479,7 @@ impl wit::Host for HostState {
             Ok(rows
                 .iter()
                 .filter_map(|r| r.try_get::<_, String>(0).ok())
-                .filter(|d| guard::check_database_name(target.dbname(), d, &name).is_ok())
+                .filter(|d| gate::check_database_name(target.dbname(), d, &name).is_ok())
                 .collect())
         }
         .await;
@@ -500,7 +567,7 @@ impl wit::Host for HostState {
                 .into_database
                 .clone()
                 .unwrap_or_else(|| db.dbname().to_string());
-            guard::check_database_name(db.dbname(), &into, &name)?;
+            gate::check_database_name(db.dbname(), &into, &name)?;
             if into != db.dbname() {
                 // The WIT promises: created if missing.
                 let (_, client) = run.maintenance(&name).await?;
@@ -572,17 +639,14 @@ impl wit::Host for HostState {
         let run = self.run.clone();
         let result = async {
             let (target, client) = run.maintenance(&name).await?;
-            guard::check_database_name(target.dbname(), &database, &name)?;
-            guard::check_database_name(target.dbname(), &new_name, &name)?;
+            gate::check_database_name(target.dbname(), &database, &name)?;
+            gate::check_database_name(target.dbname(), &new_name, &name)?;
             let sql = format!(
                 "ALTER DATABASE {} RENAME TO {}",
                 quote_ident(&database),
                 quote_ident(&new_name)
             );
-            client
-                .batch_execute(&sql)
-                .await
-                .map_err(|e| pg_error(&name, e))
+            database_ddl(&client, &sql, &name).await
         }
         .await;
         call.finish(result)
@@ -600,10 +664,16 @@ impl wit::Host for HostState {
         let run = self.run.clone();
         let result = async {
             let (target, client) = run.maintenance(&name).await?;
-            guard::check_database_name(target.dbname(), &database, &name)?;
+            gate::check_database_name(target.dbname(), &database, &name)?;
             let row = client
                 .query_one(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                    // Client sessions only: the server ends its own workers
+                    // (autovacuum) itself for RENAME and DROP, and a login
+                    // that is not superuser may not signal them.
+                    "SELECT count(*) FILTER (WHERE pg_terminate_backend(a.pid)) FROM pg_stat_activity a \
+                     WHERE a.datname = $1 AND a.pid <> pg_backend_pid() AND a.backend_type = 'client backend' \
+                     AND (NOT coalesce((SELECT rolsuper FROM pg_roles WHERE oid = a.usesysid), false) \
+                          OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user))",
                     &[&database],
                 )
                 .await
@@ -636,10 +706,16 @@ impl wit::HostConnection for HostState {
         params: Vec<Value>,
     ) -> Result<Rows, CapError> {
         let s = self.session(&conn)?;
-        let keyword = guard::keywords(&sql, 1).pop().unwrap_or_default();
-        let call = self.run.call("db", &s.name, "query").detail(keyword);
+        let checked = gate::check_statement(&sql, s.level, &s.name);
+        // The audit detail names the statement kind, refused or not (the
+        // refusal's message starts with it).
+        let kind = match &checked {
+            Ok(kind) => kind.clone(),
+            Err(_) => "refused".to_string(),
+        };
+        let call = self.run.call("db", &s.name, "query").detail(kind);
         let result = async {
-            guard::check_statement(&sql, s.level, &s.name)?;
+            checked?;
             s.statement(async {
                 let (stmt, params) = s.prepared(&sql, &params).await?;
                 let columns = stmt
@@ -654,11 +730,11 @@ impl wit::HostConnection for HostState {
                     .client
                     .query_raw(&stmt, refs(&params))
                     .await
-                    .map_err(|e| pg_error(&s.name, e))?;
+                    .map_err(|e| statement_error(&s.name, e))?;
                 futures::pin_mut!(stream);
                 let mut rows = Vec::new();
                 while let Some(row) = stream.next().await {
-                    let row = row.map_err(|e| pg_error(&s.name, e))?;
+                    let row = row.map_err(|e| statement_error(&s.name, e))?;
                     if rows.len() == MAX_ROWS {
                         return Err(CapError::Failed(format!(
                             "more than {MAX_ROWS} rows: use copy-out"
@@ -685,16 +761,22 @@ impl wit::HostConnection for HostState {
         params: Vec<Value>,
     ) -> Result<u64, CapError> {
         let s = self.session(&conn)?;
-        let keyword = guard::keywords(&sql, 1).pop().unwrap_or_default();
-        let call = self.run.call("db", &s.name, "execute").detail(keyword);
+        let checked = gate::check_statement(&sql, s.level, &s.name);
+        // The audit detail names the statement kind, refused or not (the
+        // refusal's message starts with it).
+        let kind = match &checked {
+            Ok(kind) => kind.clone(),
+            Err(_) => "refused".to_string(),
+        };
+        let call = self.run.call("db", &s.name, "execute").detail(kind);
         let result = async {
-            guard::check_statement(&sql, s.level, &s.name)?;
+            checked?;
             s.statement(async {
                 let (stmt, params) = s.prepared(&sql, &params).await?;
                 s.client
                     .execute(&stmt, &refs(&params))
                     .await
-                    .map_err(|e| pg_error(&s.name, e))
+                    .map_err(|e| statement_error(&s.name, e))
             })
             .await
         }
@@ -766,9 +848,13 @@ impl wit::HostConnection for HostState {
         sql: String,
     ) -> Result<Resource<Reader>, CapError> {
         let s = self.session(&conn)?;
-        let call = self.run.call("db", &s.name, "copy-out");
+        let checked = gate::check_copy(&sql, s.level, &s.name, true);
+        let call = self
+            .run
+            .call("db", &s.name, "copy-out")
+            .detail(checked.as_ref().map_or("refused", String::as_str));
         let stream = async {
-            guard::check_copy(&sql, s.level, &s.name, true)?;
+            checked?;
             s.settle().await?;
             if s.level == DbLevel::Read && !s.in_transaction {
                 s.client
@@ -780,7 +866,7 @@ impl wit::HostConnection for HostState {
             s.client
                 .copy_out(sql.as_str())
                 .await
-                .map_err(|e| pg_error(&s.name, e))
+                .map_err(|e| statement_error(&s.name, e))
         }
         .await;
         let stream = call.finish(stream)?;
@@ -804,14 +890,18 @@ impl wit::HostConnection for HostState {
         sql: String,
     ) -> Result<Resource<Writer>, CapError> {
         let s = self.session(&conn)?;
-        let call = self.run.call("db", &s.name, "copy-in");
+        let checked = gate::check_copy(&sql, s.level, &s.name, false);
+        let call = self
+            .run
+            .call("db", &s.name, "copy-in")
+            .detail(checked.as_ref().map_or("refused", String::as_str));
         let sink = async {
-            guard::check_copy(&sql, s.level, &s.name, false)?;
+            checked?;
             s.settle().await?;
             s.client
                 .copy_in::<_, bytes::Bytes>(sql.as_str())
                 .await
-                .map_err(|e| pg_error(&s.name, e))
+                .map_err(|e| statement_error(&s.name, e))
         }
         .await;
         let sink = call.finish(sink)?;
@@ -836,6 +926,25 @@ impl wit::HostConnection for HostState {
     }
 }
 
+/// Database DDL (rename, drop) waits for sessions to leave: a session the
+/// server is still ending, or one that connected just before, makes it fail
+/// with "being accessed by other users". Retried for a few seconds.
+async fn database_ddl(client: &Client, sql: &str, name: &str) -> Result<(), CapError> {
+    let mut attempt = 0;
+    loop {
+        match client.batch_execute(sql).await {
+            Err(e)
+                if attempt < 10
+                    && e.code() == Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE) =>
+            {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            }
+            done => return done.map_err(|e| pg_error(name, e)),
+        }
+    }
+}
+
 impl HostState {
     /// `CREATE DATABASE x` / `DROP DATABASE x` on the resource's server, for
     /// a database the grant may name.
@@ -850,12 +959,9 @@ impl HostState {
         let run = self.run.clone();
         let result = async {
             let (target, client) = run.maintenance(&name).await?;
-            guard::check_database_name(target.dbname(), &database, &name)?;
+            gate::check_database_name(target.dbname(), &database, &name)?;
             let sql = format!("{statement} {}", quote_ident(&database));
-            client
-                .batch_execute(&sql)
-                .await
-                .map_err(|e| pg_error(&name, e))
+            database_ddl(&client, &sql, &name).await
         }
         .await;
         call.finish(result)

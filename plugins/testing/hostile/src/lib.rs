@@ -123,6 +123,27 @@ impl opshost_sdk::Operation for Hostile {
             "progress-flood" => loop {
                 progress::info("flooding the log through progress .............................................");
             },
+            "call-flood" => {
+                // Cheap audited host calls, as fast as it can: the audit
+                // log must stay bounded and the run must stop at the limit.
+                let dir = fs::open("work")?;
+                loop {
+                    let _ = dir.stat("hello.txt");
+                }
+            }
+            "call-flood-alternating" => {
+                let dir = fs::open("work")?;
+                loop {
+                    let _ = dir.stat("hello.txt");
+                    let _ = dir.stat("missing.txt");
+                }
+            }
+            "huge-arg" => {
+                // 200 MiB in one host call: past wasmtime's copy limit.
+                let huge = "x".repeat(200 << 20);
+                fs::open(&huge)?;
+                Ok(Report::ok("passed"))
+            }
             "panic" => panic!("hostile plugin panicked on purpose"),
             "db-admin" => {
                 db::drop_database("agledger", "agledger")?;

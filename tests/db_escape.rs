@@ -1,0 +1,257 @@
+//! A hostile plugin holding a db grant on a server whose configured login
+//! is a superuser (as the bundled deployment's POSTGRES_USER is) tries
+//! every known way out: server files and programs, other sessions,
+//! settings and roles, dynamic SQL, other databases, queries that outlive
+//! the plugin. Each must be refused by the gate or by the database, with
+//! no side effect, checked from outside.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn policy() -> String {
+    ["read", "write", "admin"]
+        .iter()
+        .map(|level| {
+            format!(
+                "[[plugin]]\nvendor = \"opshost-testing\"\nname = \"dbprobe-{level}\"\nallow = [\"db=agledger:{level}\"{}]\n",
+                if *level == "admin" { ", \"fs=backups:rw\"" } else { "" }
+            )
+        })
+        .collect()
+}
+
+/// A sandbox whose `agledger` is a fresh database on the test server,
+/// reached with the server's superuser login.
+fn sandbox(tag: &str) -> (Sandbox, String) {
+    let (name, url) = fresh_database(tag);
+    psql(&name, "CREATE TABLE t (x int); INSERT INTO t VALUES (1), (2), (3)");
+    let sb = Sandbox::new();
+    sb.write_config_with_db(&url, "");
+    sb.write_policy(&policy());
+    (sb, name)
+}
+
+fn probe(sb: &Sandbox, level: &str, args: &[&str]) -> serde_json::Value {
+    result_json(&sb.run(&plugin(&format!("dbprobe-{level}")), &["--json"], args))
+}
+
+fn refused(v: &serde_json::Value, what: &str) {
+    assert_eq!(v["ok"], false, "{what} was allowed: {v}");
+}
+
+fn rows(v: &serde_json::Value) -> serde_json::Value {
+    assert_eq!(v["ok"], true, "{v}");
+    v["data"]["rows"].clone()
+}
+
+/// A file the server would write if an attack got through.
+fn marker(tag: &str) -> String {
+    let path = format!("/tmp/opshost-escape-{}-{tag}", std::process::id());
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+#[test]
+fn plugin_sessions_log_in_as_roles_without_server_powers() {
+    let (sb, name) = sandbox("roles");
+    for level in ["read", "write", "admin"] {
+        let v = probe(
+            &sb,
+            level,
+            &[
+                "query",
+                "SELECT session_user::text, r.rolsuper, r.rolcreaterole, \
+                 pg_has_role(session_user, 'pg_signal_backend', 'MEMBER'), \
+                 pg_has_role(session_user, 'pg_execute_server_program', 'MEMBER'), \
+                 pg_has_role(session_user, 'pg_read_server_files', 'MEMBER'), \
+                 pg_has_role(session_user, 'pg_write_server_files', 'MEMBER'), \
+                 current_setting('statement_timeout') \
+                 FROM pg_roles r WHERE r.rolname = session_user",
+            ],
+        );
+        let row = &rows(&v)[0];
+        assert_eq!(row[0], format!("opshost_{name}_{level}"), "{level}");
+        for (i, power) in ["superuser", "createrole", "signal", "program", "read files", "write files"]
+            .iter()
+            .enumerate()
+        {
+            assert_eq!(row[i + 1], false, "{level} session has {power}");
+        }
+        assert_ne!(row[7], "0", "{level} session has no statement_timeout");
+    }
+    // The levels are the database's privileges, not only the gate's.
+    assert_eq!(rows(&probe(&sb, "read", &["query", "SELECT count(*) FROM t"]))[0][0], 3);
+    assert_eq!(probe(&sb, "write", &["execute", "INSERT INTO t VALUES (4)"])["ok"], true);
+    assert_eq!(psql(&name, "SELECT count(*) FROM t"), "4");
+    // The role's password is the host's: nothing of it reaches the audit log.
+    assert!(!sb.audit_text().contains("PASSWORD"));
+}
+
+#[test]
+fn server_files_and_programs_stay_out_of_reach() {
+    let (sb, _) = sandbox("files");
+    let program = marker("program");
+    let file = marker("file");
+    let lo = marker("lo");
+    let attacks = [
+        ("read", "query", r#"SELECT U&"pg_read\005ffile"('/etc/hostname')"#.to_string()),
+        (
+            "read",
+            "query",
+            "SELECT query_to_xml('select pg_read' || '_file(''/etc/hostname'')', true, true, '')".to_string(),
+        ),
+        ("admin", "query", "SELECT pg_read_file('/etc/hostname')".to_string()),
+        ("admin", "copy-out", format!("COPY (SELECT 1) TO PROGRAM'touch {program}' -- TO STDOUT")),
+        ("admin", "copy-out", format!("COPY (SELECT 'x') TO '{file}' /* TO STDOUT */")),
+        ("admin", "query", format!("SELECT lo_export(lo_from_bytea(0, 'x'), '{lo}')")),
+        ("admin", "query", "SELECT pg_reload_conf()".to_string()),
+    ];
+    for (level, op, sql) in &attacks {
+        refused(&probe(&sb, level, &[op, sql]), sql);
+    }
+    for path in [&program, &file, &lo] {
+        assert!(!std::path::Path::new(path).exists(), "{path} was written on the server");
+    }
+}
+
+#[test]
+fn the_database_refuses_what_the_gate_cannot_see() {
+    let (sb, _) = sandbox("dynamic");
+    let file = marker("plpgsql");
+    // The gate sees only a string body; the database checks the privilege
+    // when the function runs, as the plugin's role.
+    let create = format!(
+        "CREATE FUNCTION sneak() RETURNS text LANGUAGE plpgsql AS $$ BEGIN \
+         EXECUTE 'COPY (SELECT 1) TO ''{file}'''; RETURN pg_read_file('/etc/hostname'); END $$"
+    );
+    assert_eq!(probe(&sb, "admin", &["execute", &create])["ok"], true);
+    let v = probe(&sb, "admin", &["query", "SELECT sneak()"]);
+    refused(&v, "a function reading server files");
+    assert!(v["error"].as_str().unwrap_or_default().contains("permission denied") ||
+            v["error"].as_str().unwrap_or_default().contains("must be superuser"), "{v}");
+    assert!(!std::path::Path::new(&file).exists());
+    // SECURITY DEFINER would run as its owner for whoever calls it later.
+    refused(
+        &probe(
+            &sb,
+            "admin",
+            &["execute", "CREATE FUNCTION f() RETURNS int LANGUAGE sql SECURITY DEFINER AS $$ SELECT 1 $$"],
+        ),
+        "SECURITY DEFINER",
+    );
+    assert!(!sb.audited("db", "denied").is_empty());
+}
+
+#[test]
+fn sessions_of_others_cannot_be_ended() {
+    let (sb, _) = sandbox("signal");
+    // A victim session in another database, as the superuser.
+    let mut victim = Command::new("psql")
+        .args([database_url("postgres").as_str(), "-XAtqc", "SELECT pg_sleep(60) /* opshost-victim */"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start psql");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pid = loop {
+        let pid = psql(
+            "postgres",
+            "SELECT pid FROM pg_stat_activity WHERE query LIKE '%opshost-victim%' AND pid <> pg_backend_pid()",
+        );
+        if !pid.is_empty() || Instant::now() > deadline {
+            break pid;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!pid.is_empty(), "the victim session did not start");
+    for (level, sql) in [
+        ("read", format!("SELECT pg_terminate_backend({pid})")),
+        ("read", format!("SELECT query_to_xml('select pg_terminate_backend({pid})', true, true, '')")),
+        ("admin", format!("SELECT pg_cancel_backend({pid})")),
+    ] {
+        refused(&probe(&sb, level, &["query", &sql]), &sql);
+    }
+    assert_eq!(
+        psql("postgres", &format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}")),
+        "1",
+        "the victim session was ended"
+    );
+    let _ = victim.kill();
+    let _ = victim.wait();
+}
+
+#[test]
+fn roles_settings_and_server_objects_are_refused() {
+    let (sb, name) = sandbox("session");
+    for sql in [
+        "RESET ROLE",
+        "SET ROLE postgres",
+        "SET SESSION AUTHORIZATION postgres",
+        "SELECT query_to_xml('select set_config(''role'', ''postgres'', false)', true, true, '')",
+        "SELECT set_config('role', 'postgres', false)",
+        "ALTER SYSTEM SET log_statement = 'all'",
+        "CREATE EXTENSION dblink",
+        "CREATE EXTENSION postgres_fdw",
+        "CREATE SERVER other FOREIGN DATA WRAPPER postgres_fdw",
+        "DO $$ BEGIN EXECUTE 'ALTER ROLE ' || session_user || ' SUPERUSER'; END $$",
+        "CREATE ROLE evil SUPERUSER",
+        "ALTER ROLE postgres PASSWORD 'x'",
+        "DROP DATABASE postgres",
+    ] {
+        refused(&probe(&sb, "admin", &["execute", sql]), sql);
+    }
+    // Nothing changed on the server.
+    assert_eq!(psql("postgres", "SELECT count(*) FROM pg_roles WHERE rolname = 'evil'"), "0");
+    assert_eq!(psql("postgres", "SELECT count(*) FROM pg_extension WHERE extname IN ('dblink', 'postgres_fdw')"), "0");
+    assert_eq!(psql("postgres", "SHOW log_statement"), "none");
+    // A plugin cannot pick another database either.
+    refused(&probe(&sb, "admin", &["query", "SELECT * FROM dblink('dbname=postgres', 'select 1') AS t(x int)"]), "dblink");
+    let _ = name;
+}
+
+#[test]
+fn a_stopped_plugin_leaves_no_query_running() {
+    let (sb, name) = sandbox("cancel");
+    let started = Instant::now();
+    let out = sb.run(
+        &plugin("dbprobe-read"),
+        &["--json", "--timeout", "2s"],
+        &["query", "SELECT pg_sleep(100000) /* opshost-cancel-test */"],
+    );
+    assert_eq!(out.code, LIMIT, "{}", out.combined());
+    assert!(started.elapsed() < Duration::from_secs(30));
+    // Gone within a second of the stop.
+    let stopped = Instant::now();
+    let left = loop {
+        let left = psql(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{name}' AND query LIKE '%opshost-cancel-test%' AND pid <> pg_backend_pid()"),
+        );
+        if left == "0" || stopped.elapsed() > Duration::from_secs(1) {
+            break left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(left, "0", "the query outlived the plugin");
+    assert!(sb.audit().iter().any(|e| e["capability"] == "db" && e["verb"] == "cancel"));
+}
+
+#[test]
+fn a_statement_that_failed_on_the_server_is_audited_as_uncertain() {
+    let (sb, _) = sandbox("audit");
+    refused(&probe(&sb, "write", &["execute", "UPDATE t SET x = x / 0"]), "division by zero");
+    let line = sb
+        .audit()
+        .into_iter()
+        .find(|e| e["capability"] == "db" && e["verb"] == "execute")
+        .expect("the execute was audited");
+    assert_eq!(line["outcome"], "uncertain", "{line}");
+    assert!(line["detail"].as_str().unwrap_or_default().starts_with("UpdateStmt"), "{line}");
+    // A refusal by the gate never reached the server: it is `denied`.
+    refused(&probe(&sb, "read", &["query", "SELECT pg_read_file('/etc/hostname')"]), "gate");
+    assert!(sb.audited("db", "denied").iter().any(|e| e["detail"].as_str().unwrap_or_default().contains("SelectStmt: pg_read_file()")));
+}
