@@ -849,7 +849,10 @@ fn retention_never_counts_or_removes_a_truncated_backup() {
     let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
     let sb = sandbox(Mode::Bundled);
     let dir = sb.path("backups");
-    let good = ["backup-2026-01-01-000000.tar.gz", "backup-2026-01-02-000000.tar.gz"];
+    let good = [
+        "backup-2026-01-01-000000.tar.gz",
+        "backup-2026-01-02-000000.tar.gz",
+    ];
     for name in good {
         small_archive(&dir.join(name));
     }
@@ -859,19 +862,36 @@ fn retention_never_counts_or_removes_a_truncated_backup() {
     let bytes = std::fs::read(dir.join(truncated)).expect("read");
     std::fs::write(dir.join(truncated), &bytes[..bytes.len() / 2]).expect("truncate");
 
-    let out = sb.run(&plugin("backup"), &["--json", "--timeout", "5m"], &["--keep", "2"]);
+    let out = sb.run(
+        &plugin("backup"),
+        &["--json", "--timeout", "5m"],
+        &["--keep", "2"],
+    );
     assert_eq!(out.code, OK, "{}", out.combined());
-    let made = result_json(&out)["data"]["backup"].as_str().expect("name").to_string();
+    let made = result_json(&out)["data"]["backup"]
+        .as_str()
+        .expect("name")
+        .to_string();
     assert!(
-        out.stdout.contains(&format!("{truncated} is not a complete backup")),
+        out.stdout
+            .contains(&format!("{truncated} is not a complete backup")),
         "the truncated file is reported: {}",
         out.stdout
     );
     let left = backups(&sb);
-    assert!(left.contains(&truncated.to_string()), "never deleted: {left:?}");
+    assert!(
+        left.contains(&truncated.to_string()),
+        "never deleted: {left:?}"
+    );
     assert!(left.contains(&made), "{left:?}");
-    assert!(left.contains(&good[1].to_string()), "the newest good one is kept: {left:?}");
-    assert!(!left.contains(&good[0].to_string()), "keep 2 counts only complete backups: {left:?}");
+    assert!(
+        left.contains(&good[1].to_string()),
+        "the newest good one is kept: {left:?}"
+    );
+    assert!(
+        !left.contains(&good[0].to_string()),
+        "keep 2 counts only complete backups: {left:?}"
+    );
 }
 
 #[test]
@@ -895,7 +915,10 @@ fn backups_are_owner_only_whatever_the_umask() {
     let out = restore(&sb, &[&name, "--yes"]);
     assert_eq!(out.code, PLUGIN_FAILED, "{}", out.combined());
     assert!(
-        result_json(&out)["error"].as_str().unwrap_or_default().contains("writable by other users"),
+        result_json(&out)["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("writable by other users"),
         "{}",
         out.stdout
     );
@@ -951,19 +974,39 @@ fn two_operations_at_once_one_runs_the_other_is_refused_naming_it() {
                 .is_some_and(|e| e.contains("another operation is running on this deployment"))
         })
         .collect();
-    assert_eq!(ok + refused.len(), 3, "each one ran or was refused: {:?}", outs.iter().map(Output::combined).collect::<Vec<_>>());
+    assert_eq!(
+        ok + refused.len(),
+        3,
+        "each one ran or was refused: {:?}",
+        outs.iter().map(Output::combined).collect::<Vec<_>>()
+    );
     assert!(ok >= 1, "one of them ran");
-    assert!(!refused.is_empty(), "they ran at the same time, so one was refused");
+    assert!(
+        !refused.is_empty(),
+        "they ran at the same time, so one was refused"
+    );
     for r in &refused {
         assert_eq!(r.code, PLUGIN_FAILED);
-        let error = result_json(r)["error"].as_str().unwrap_or_default().to_string();
-        assert!(error.contains("opshost process") && error.contains("since"), "names the holder: {error}");
+        let error = result_json(r)["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            error.contains("opshost process") && error.contains("since"),
+            "names the holder: {error}"
+        );
         assert!(!error.contains("interrupted"), "{error}");
     }
     assert_eq!(fingerprint(mode), before);
     assert_eq!(databases(mode), vec![mode.database().to_string()]);
     assert_eq!(health(mode), 200);
-    assert!(backups(&sb).iter().all(|n| !n.starts_with(".opshost-restore")), "{:?}", backups(&sb));
+    assert!(
+        backups(&sb)
+            .iter()
+            .all(|n| !n.starts_with(".opshost-restore")),
+        "{:?}",
+        backups(&sb)
+    );
 }
 
 #[test]
@@ -984,8 +1027,14 @@ fn recover_while_a_restore_runs_is_refused_and_a_dead_holder_blocks_nothing() {
     }
     let out = restore(&sb, &["--recover"]);
     assert_eq!(out.code, PLUGIN_FAILED, "{}", out.combined());
-    let error = result_json(&out)["error"].as_str().unwrap_or_default().to_string();
-    assert!(error.contains("another operation is running") && error.contains("restore"), "{error}");
+    let error = result_json(&out)["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        error.contains("another operation is running") && error.contains("restore"),
+        "{error}"
+    );
     for _ in lines {}
     let status = running.wait().expect("wait");
     assert!(status.success(), "the running restore finished");

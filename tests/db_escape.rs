@@ -28,7 +28,10 @@ fn policy() -> String {
 /// reached with the server's superuser login.
 fn sandbox(tag: &str) -> (Sandbox, String) {
     let (name, url) = fresh_database(tag);
-    psql(&name, "CREATE TABLE t (x int); INSERT INTO t VALUES (1), (2), (3)");
+    psql(
+        &name,
+        "CREATE TABLE t (x int); INSERT INTO t VALUES (1), (2), (3)",
+    );
     let sb = Sandbox::new();
     sb.write_config_with_db(&url, "");
     sb.write_policy(&policy());
@@ -75,17 +78,30 @@ fn plugin_sessions_log_in_as_roles_without_server_powers() {
         );
         let row = &rows(&v)[0];
         assert_eq!(row[0], format!("opshost_{name}_{level}"), "{level}");
-        for (i, power) in ["superuser", "createrole", "signal", "program", "read files", "write files"]
-            .iter()
-            .enumerate()
+        for (i, power) in [
+            "superuser",
+            "createrole",
+            "signal",
+            "program",
+            "read files",
+            "write files",
+        ]
+        .iter()
+        .enumerate()
         {
             assert_eq!(row[i + 1], false, "{level} session has {power}");
         }
         assert_ne!(row[7], "0", "{level} session has no statement_timeout");
     }
     // The levels are the database's privileges, not only the gate's.
-    assert_eq!(rows(&probe(&sb, "read", &["query", "SELECT count(*) FROM t"]))[0][0], 3);
-    assert_eq!(probe(&sb, "write", &["execute", "INSERT INTO t VALUES (4)"])["ok"], true);
+    assert_eq!(
+        rows(&probe(&sb, "read", &["query", "SELECT count(*) FROM t"]))[0][0],
+        3
+    );
+    assert_eq!(
+        probe(&sb, "write", &["execute", "INSERT INTO t VALUES (4)"])["ok"],
+        true
+    );
     assert_eq!(psql(&name, "SELECT count(*) FROM t"), "4");
     // The role's password is the host's: nothing of it reaches the audit log.
     assert!(!sb.audit_text().contains("PASSWORD"));
@@ -98,23 +114,47 @@ fn server_files_and_programs_stay_out_of_reach() {
     let file = marker("file");
     let lo = marker("lo");
     let attacks = [
-        ("read", "query", r#"SELECT U&"pg_read\005ffile"('/etc/hostname')"#.to_string()),
         (
             "read",
             "query",
-            "SELECT query_to_xml('select pg_read' || '_file(''/etc/hostname'')', true, true, '')".to_string(),
+            r#"SELECT U&"pg_read\005ffile"('/etc/hostname')"#.to_string(),
         ),
-        ("admin", "query", "SELECT pg_read_file('/etc/hostname')".to_string()),
-        ("admin", "copy-out", format!("COPY (SELECT 1) TO PROGRAM'touch {program}' -- TO STDOUT")),
-        ("admin", "copy-out", format!("COPY (SELECT 'x') TO '{file}' /* TO STDOUT */")),
-        ("admin", "query", format!("SELECT lo_export(lo_from_bytea(0, 'x'), '{lo}')")),
+        (
+            "read",
+            "query",
+            "SELECT query_to_xml('select pg_read' || '_file(''/etc/hostname'')', true, true, '')"
+                .to_string(),
+        ),
+        (
+            "admin",
+            "query",
+            "SELECT pg_read_file('/etc/hostname')".to_string(),
+        ),
+        (
+            "admin",
+            "copy-out",
+            format!("COPY (SELECT 1) TO PROGRAM'touch {program}' -- TO STDOUT"),
+        ),
+        (
+            "admin",
+            "copy-out",
+            format!("COPY (SELECT 'x') TO '{file}' /* TO STDOUT */"),
+        ),
+        (
+            "admin",
+            "query",
+            format!("SELECT lo_export(lo_from_bytea(0, 'x'), '{lo}')"),
+        ),
         ("admin", "query", "SELECT pg_reload_conf()".to_string()),
     ];
     for (level, op, sql) in &attacks {
         refused(&probe(&sb, level, &[op, sql]), sql);
     }
     for path in [&program, &file, &lo] {
-        assert!(!std::path::Path::new(path).exists(), "{path} was written on the server");
+        assert!(
+            !std::path::Path::new(path).exists(),
+            "{path} was written on the server"
+        );
     }
 }
 
@@ -131,15 +171,27 @@ fn the_database_refuses_what_the_gate_cannot_see() {
     assert_eq!(probe(&sb, "admin", &["execute", &create])["ok"], true);
     let v = probe(&sb, "admin", &["query", "SELECT sneak()"]);
     refused(&v, "a function reading server files");
-    assert!(v["error"].as_str().unwrap_or_default().contains("permission denied") ||
-            v["error"].as_str().unwrap_or_default().contains("must be superuser"), "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("permission denied")
+            || v["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("must be superuser"),
+        "{v}"
+    );
     assert!(!std::path::Path::new(&file).exists());
     // SECURITY DEFINER would run as its owner for whoever calls it later.
     refused(
         &probe(
             &sb,
             "admin",
-            &["execute", "CREATE FUNCTION f() RETURNS int LANGUAGE sql SECURITY DEFINER AS $$ SELECT 1 $$"],
+            &[
+                "execute",
+                "CREATE FUNCTION f() RETURNS int LANGUAGE sql SECURITY DEFINER AS $$ SELECT 1 $$",
+            ],
         ),
         "SECURITY DEFINER",
     );
@@ -151,7 +203,11 @@ fn sessions_of_others_cannot_be_ended() {
     let (sb, _) = sandbox("signal");
     // A victim session in another database, as the superuser.
     let mut victim = Command::new("psql")
-        .args([database_url("postgres").as_str(), "-XAtqc", "SELECT pg_sleep(60) /* opshost-victim */"])
+        .args([
+            database_url("postgres").as_str(),
+            "-XAtqc",
+            "SELECT pg_sleep(60) /* opshost-victim */",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -170,13 +226,19 @@ fn sessions_of_others_cannot_be_ended() {
     assert!(!pid.is_empty(), "the victim session did not start");
     for (level, sql) in [
         ("read", format!("SELECT pg_terminate_backend({pid})")),
-        ("read", format!("SELECT query_to_xml('select pg_terminate_backend({pid})', true, true, '')")),
+        (
+            "read",
+            format!("SELECT query_to_xml('select pg_terminate_backend({pid})', true, true, '')"),
+        ),
         ("admin", format!("SELECT pg_cancel_backend({pid})")),
     ] {
         refused(&probe(&sb, level, &["query", &sql]), &sql);
     }
     assert_eq!(
-        psql("postgres", &format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}")),
+        psql(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}")
+        ),
         "1",
         "the victim session was ended"
     );
@@ -205,11 +267,33 @@ fn roles_settings_and_server_objects_are_refused() {
         refused(&probe(&sb, "admin", &["execute", sql]), sql);
     }
     // Nothing changed on the server.
-    assert_eq!(psql("postgres", "SELECT count(*) FROM pg_roles WHERE rolname = 'evil'"), "0");
-    assert_eq!(psql("postgres", "SELECT count(*) FROM pg_extension WHERE extname IN ('dblink', 'postgres_fdw')"), "0");
+    assert_eq!(
+        psql(
+            "postgres",
+            "SELECT count(*) FROM pg_roles WHERE rolname = 'evil'"
+        ),
+        "0"
+    );
+    assert_eq!(
+        psql(
+            "postgres",
+            "SELECT count(*) FROM pg_extension WHERE extname IN ('dblink', 'postgres_fdw')"
+        ),
+        "0"
+    );
     assert_eq!(psql("postgres", "SHOW log_statement"), "none");
     // A plugin cannot pick another database either.
-    refused(&probe(&sb, "admin", &["query", "SELECT * FROM dblink('dbname=postgres', 'select 1') AS t(x int)"]), "dblink");
+    refused(
+        &probe(
+            &sb,
+            "admin",
+            &[
+                "query",
+                "SELECT * FROM dblink('dbname=postgres', 'select 1') AS t(x int)",
+            ],
+        ),
+        "dblink",
+    );
     let _ = name;
 }
 
@@ -237,21 +321,123 @@ fn a_stopped_plugin_leaves_no_query_running() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(left, "0", "the query outlived the plugin");
-    assert!(sb.audit().iter().any(|e| e["capability"] == "db" && e["verb"] == "cancel"));
+    assert!(sb
+        .audit()
+        .iter()
+        .any(|e| e["capability"] == "db" && e["verb"] == "cancel"));
 }
 
 #[test]
 fn a_statement_that_failed_on_the_server_is_audited_as_uncertain() {
     let (sb, _) = sandbox("audit");
-    refused(&probe(&sb, "write", &["execute", "UPDATE t SET x = x / 0"]), "division by zero");
+    refused(
+        &probe(&sb, "write", &["execute", "UPDATE t SET x = x / 0"]),
+        "division by zero",
+    );
     let line = sb
         .audit()
         .into_iter()
         .find(|e| e["capability"] == "db" && e["verb"] == "execute")
         .expect("the execute was audited");
     assert_eq!(line["outcome"], "uncertain", "{line}");
-    assert!(line["detail"].as_str().unwrap_or_default().starts_with("UpdateStmt"), "{line}");
+    assert!(
+        line["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("UpdateStmt"),
+        "{line}"
+    );
     // A refusal by the gate never reached the server: it is `denied`.
-    refused(&probe(&sb, "read", &["query", "SELECT pg_read_file('/etc/hostname')"]), "gate");
-    assert!(sb.audited("db", "denied").iter().any(|e| e["detail"].as_str().unwrap_or_default().contains("SelectStmt: pg_read_file()")));
+    refused(
+        &probe(
+            &sb,
+            "read",
+            &["query", "SELECT pg_read_file('/etc/hostname')"],
+        ),
+        "gate",
+    );
+    assert!(sb.audited("db", "denied").iter().any(|e| e["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("SelectStmt: pg_read_file()")));
+}
+
+/// A login that may create roles but is no superuser, as RDS's master user
+/// (rds_superuser has CREATEROLE): the host provisions through it too.
+#[test]
+fn a_createrole_login_like_a_managed_database_provisions_too() {
+    let tag = format!("rds{}", std::process::id());
+    psql(
+        "postgres",
+        &format!("CREATE ROLE {tag} LOGIN CREATEROLE PASSWORD 'rds-pw'"),
+    );
+    psql("postgres", &format!("CREATE DATABASE {tag} OWNER {tag}"));
+    let url = database_url(&tag).replace("postgres:opshost-test@", &format!("{tag}:rds-pw@"));
+    psql(
+        &tag,
+        &format!("SET ROLE {tag}; CREATE TABLE t (x int); INSERT INTO t VALUES (1)"),
+    );
+    let sb = Sandbox::new();
+    sb.write_config_with_db(&url, "");
+    sb.write_policy(&policy());
+    let v = probe(
+        &sb,
+        "read",
+        &[
+            "query",
+            "SELECT session_user::text, (SELECT count(*) FROM t)",
+        ],
+    );
+    assert_eq!(rows(&v)[0][0], format!("opshost_{tag}_read"));
+    assert_eq!(rows(&v)[0][1], 1);
+    let v = probe(&sb, "admin", &["query", "SELECT session_user::text"]);
+    assert_eq!(rows(&v)[0][0], format!("opshost_{tag}_admin"));
+    // The CREATEROLE owner is not reachable from the admin role.
+    assert_eq!(
+        psql(
+            "postgres",
+            &format!("SELECT pg_has_role('opshost_{tag}_admin', '{tag}', 'MEMBER')")
+        ),
+        "f"
+    );
+}
+
+#[test]
+fn a_powerful_login_that_cannot_make_roles_is_refused_naming_the_power() {
+    let (name, _) = fresh_database("signal_login");
+    let login = format!("sig{}", std::process::id());
+    psql(
+        "postgres",
+        &format!("CREATE ROLE {login} LOGIN PASSWORD 'sig-pw'; GRANT pg_signal_backend TO {login}"),
+    );
+    let url = database_url(&name).replace("postgres:opshost-test@", &format!("{login}:sig-pw@"));
+    let sb = Sandbox::new();
+    sb.write_config_with_db(&url, "");
+    sb.write_policy(&policy());
+    let v = probe(&sb, "read", &["query", "SELECT 1"]);
+    refused(&v, "a session as a member of pg_signal_backend");
+    let error = v["error"].as_str().unwrap_or_default();
+    assert!(error.contains("member of pg_signal_backend"), "{error}");
+    assert_eq!(v["exit_code"], DENIED);
+}
+
+#[test]
+fn a_plugin_role_someone_made_powerful_is_refused() {
+    let (sb, name) = sandbox("granted");
+    assert_eq!(probe(&sb, "read", &["query", "SELECT 1"])["ok"], true);
+    psql(
+        "postgres",
+        &format!("GRANT pg_signal_backend TO opshost_{name}_read"),
+    );
+    let v = probe(&sb, "read", &["query", "SELECT 1"]);
+    refused(&v, "a session whose role was granted pg_signal_backend");
+    assert!(
+        v["error"].as_str().unwrap_or_default().contains("REVOKE"),
+        "{v}"
+    );
+    psql(
+        "postgres",
+        &format!("REVOKE pg_signal_backend FROM opshost_{name}_read"),
+    );
+    assert_eq!(probe(&sb, "read", &["query", "SELECT 1"])["ok"], true);
 }

@@ -31,7 +31,11 @@ struct Holder {
 }
 
 /// Take the lock on `path` in `dir`, or say who holds it.
-fn try_lock(dir: &Dir, path: &Path, operation: &str) -> std::io::Result<Result<std::fs::File, Holder>> {
+fn try_lock(
+    dir: &Dir,
+    path: &Path,
+    operation: &str,
+) -> std::io::Result<Result<std::fs::File, Holder>> {
     let mut options = OpenOptions::new();
     options.read(true).write(true).create(true);
     owner_only(&mut options);
@@ -81,21 +85,16 @@ impl HostState {
         let taken = (|| {
             d.require_rw("lock")?;
             let p = checked_path(d.name(), &path, false)?;
-            try_lock(d.cap_dir(), p, &operation).map_err(|e| CapError::Failed(format!("{path}: {e}")))
+            try_lock(d.cap_dir(), p, &operation)
+                .map_err(|e| CapError::Failed(format!("{path}: {e}")))
         })();
         let outcome = match taken {
             Ok(Ok(file)) => call.finish(Ok(())).map(|()| Ok(file)),
-            Ok(Err(holder)) => call
-                .outcome("held")
-                .finish(Ok(()))
-                .map(|()| Err(holder)),
+            Ok(Err(holder)) => call.outcome("held").finish(Ok(())).map(|()| Err(holder)),
             Err(e) => call.finish(Err(e)),
         }?;
         Ok(match outcome {
-            Ok(file) => LockOutcome::Acquired(self.table.push(Lock {
-                path,
-                _file: file,
-            })?),
+            Ok(file) => LockOutcome::Acquired(self.table.push(Lock { path, _file: file })?),
             Err(h) => LockOutcome::Held(LockHolder {
                 operation: h.operation,
                 pid: h.pid,
@@ -137,6 +136,8 @@ mod tests {
             Ok(_) => panic!("taken twice"),
         }
         drop(first);
-        assert!(try_lock(&dir, Path::new(".lock"), "backup").expect("io").is_ok());
+        assert!(try_lock(&dir, Path::new(".lock"), "backup")
+            .expect("io")
+            .is_ok());
     }
 }

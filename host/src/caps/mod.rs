@@ -295,7 +295,9 @@ impl Call {
             // The first refused call is audited once; the trap ends the run.
             if !self.ctx.calls_exceeded.swap(true, Ordering::SeqCst) {
                 let message = self.ctx.call_budget_message();
-                let _ = self.ctx.event(self.capability, self.verb, "limit", Some(&message));
+                let _ = self
+                    .ctx
+                    .event(self.capability, self.verb, "limit", Some(&message));
             }
             return Err(CapError::Trap(wasmtime::Error::msg(
                 self.ctx.call_budget_message(),

@@ -373,7 +373,9 @@ fn prune(dir: &Dir, keep: usize, just_made: &str) -> Result<Vec<String>> {
     }
     let mut verified = Verified::load(dir);
     verified.record(&files, just_made);
-    let plan = retention::plan(&files, keep, &protected, |name| verified.check(dir, &files, name));
+    let plan = retention::plan(&files, keep, &protected, |name| {
+        verified.check(dir, &files, name)
+    });
     verified.save(dir, &files);
     for (name, why) in &plan.unreadable {
         progress::warn(&format!(
@@ -448,10 +450,14 @@ impl Verified {
     }
 
     fn save(mut self, dir: &Dir, files: &[Found]) {
-        self.known.retain(|name, _| files.iter().any(|f| &f.name == name));
+        self.known
+            .retain(|name, _| files.iter().any(|f| &f.name == name));
         let text = serde_json::Value::Object(self.known).to_string();
         if let Err(e) = dir.write(VERIFIED_FILE, text.as_bytes()) {
-            progress::warn(&format!("could not record verified backups: {}", describe(&e)));
+            progress::warn(&format!(
+                "could not record verified backups: {}",
+                describe(&e)
+            ));
         }
     }
 }

@@ -113,7 +113,10 @@ mod tests {
         assert_eq!(p.remove, vec!["backup-2026-01-01-000000.tar.gz"]);
         assert_eq!(
             p.unreadable,
-            vec![("backup-2026-01-09-000000.tar.gz".to_string(), "truncated".to_string())]
+            vec![(
+                "backup-2026-01-09-000000.tar.gz".to_string(),
+                "truncated".to_string()
+            )]
         );
     }
 

@@ -35,7 +35,14 @@ impl opshost_sdk::Operation for Restore {
         let dir = fs::open("backups").context("opening the backup directory")?;
         // Held until this run ends, however it ends: while we hold it, a
         // journal can only be one a dead run left.
-        let _lock = agledger_ops::lock::take(&dir, if opts.recover { "restore --recover" } else { "restore" })?;
+        let _lock = agledger_ops::lock::take(
+            &dir,
+            if opts.recover {
+                "restore --recover"
+            } else {
+                "restore"
+            },
+        )?;
         match (Journal::read(&dir)?, opts.recover) {
             (Some(journal), true) => recover(&dir, journal),
             (Some(journal), false) => Err(fail(format!(

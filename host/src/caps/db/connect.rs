@@ -82,9 +82,9 @@ impl Target {
     pub fn with_statement_timeout(&self, timeout: std::time::Duration) -> Self {
         let mut other = self.clone();
         let ms = timeout.as_millis().clamp(1, i32::MAX as u128);
-        other
-            .config
-            .options(format!("-c statement_timeout={ms} -c idle_in_transaction_session_timeout={ms}"));
+        other.config.options(format!(
+            "-c statement_timeout={ms} -c idle_in_transaction_session_timeout={ms}"
+        ));
         other
     }
 
@@ -323,7 +323,10 @@ pub async fn connect(target: &Target) -> Result<Client, CapError> {
 /// Ask the server to cancel what the session behind `token` is running.
 pub async fn cancel(token: &CancelToken, tls: &Tls) -> Result<(), CapError> {
     let fail = |e: tokio_postgres::Error| {
-        CapError::Failed(format!("cannot cancel the query: {}", super::pg_message(&e)))
+        CapError::Failed(format!(
+            "cannot cancel the query: {}",
+            super::pg_message(&e)
+        ))
     };
     match tls {
         Tls::Disable => token.cancel_query(NoTls).await.map_err(fail),

@@ -80,17 +80,39 @@ fn needs(kind: &str) -> Needs {
 /// (the database refuses them too: plugin roles hold none of the powers).
 fn outside_function(name: &str) -> Option<&'static str> {
     const SERVER_FILES: [&str; 13] = [
-        "pg_read_file", "pg_read_binary_file", "pg_ls_dir", "pg_stat_file", "pg_ls_logdir",
-        "pg_ls_waldir", "pg_ls_tmpdir", "pg_ls_archive_statusdir", "lo_import", "lo_export",
-        "pg_file_write", "pg_file_rename", "pg_file_unlink",
+        "pg_read_file",
+        "pg_read_binary_file",
+        "pg_ls_dir",
+        "pg_stat_file",
+        "pg_ls_logdir",
+        "pg_ls_waldir",
+        "pg_ls_tmpdir",
+        "pg_ls_archive_statusdir",
+        "lo_import",
+        "lo_export",
+        "pg_file_write",
+        "pg_file_rename",
+        "pg_file_unlink",
     ];
     const SERVER_CONTROL: [&str; 12] = [
-        "pg_terminate_backend", "pg_cancel_backend", "pg_reload_conf", "pg_rotate_logfile",
-        "pg_promote", "pg_switch_wal", "pg_create_restore_point", "pg_backup_start",
-        "pg_backup_stop", "pg_log_backend_memory_contexts", "set_config", "pg_signal_backend",
+        "pg_terminate_backend",
+        "pg_cancel_backend",
+        "pg_reload_conf",
+        "pg_rotate_logfile",
+        "pg_promote",
+        "pg_switch_wal",
+        "pg_create_restore_point",
+        "pg_backup_start",
+        "pg_backup_stop",
+        "pg_log_backend_memory_contexts",
+        "set_config",
+        "pg_signal_backend",
     ];
     const DYNAMIC_SQL: [&str; 5] = [
-        "query_to_xml", "query_to_xmlschema", "query_to_xml_and_xmlschema", "cursor_to_xml",
+        "query_to_xml",
+        "query_to_xmlschema",
+        "query_to_xml_and_xmlschema",
+        "cursor_to_xml",
         "cursor_to_xmlschema",
     ];
     if SERVER_FILES.contains(&name) {
@@ -219,7 +241,12 @@ fn check_parsed(p: &Parsed, level: DbLevel, name: &str) -> Result<(), CapError> 
 /// `SECURITY DEFINER` (it would run as its owner for whoever calls it
 /// later), never in C or `internal`.
 fn check_function_definition(p: &Parsed) -> Result<(), CapError> {
-    if !p.nested_kinds.iter().chain([&p.kind]).any(|k| k == "CreateFunctionStmt") {
+    if !p
+        .nested_kinds
+        .iter()
+        .chain([&p.kind])
+        .any(|k| k == "CreateFunctionStmt")
+    {
         return Ok(());
     }
     let mut options = Vec::new();
@@ -302,7 +329,12 @@ pub fn check_copy(sql: &str, level: DbLevel, name: &str, out: bool) -> Result<St
         functions: parsed.functions.clone(),
     };
     check_parsed(&inner, level, name)?;
-    Ok(if out { "COPY TO STDOUT" } else { "COPY FROM STDIN" }.into())
+    Ok(if out {
+        "COPY TO STDOUT"
+    } else {
+        "COPY FROM STDIN"
+    }
+    .into())
 }
 
 /// Databases an admin grant may create, drop, rename or empty of sessions:
@@ -340,7 +372,12 @@ mod tests {
 
     #[test]
     fn levels_gate_statement_kinds() {
-        assert_eq!(check_statement("SELECT 1", DbLevel::Read, "a").ok().as_deref(), Some("SelectStmt"));
+        assert_eq!(
+            check_statement("SELECT 1", DbLevel::Read, "a")
+                .ok()
+                .as_deref(),
+            Some("SelectStmt")
+        );
         assert!(ok("  -- hi\n /* x */ (select 1)", DbLevel::Read));
         assert!(ok("TABLE t", DbLevel::Read));
         assert!(ok("VALUES (1)", DbLevel::Read));
@@ -354,7 +391,10 @@ mod tests {
         );
         assert!(ok("create table t()", DbLevel::Admin));
         // A data-modifying CTE inside a SELECT needs write.
-        assert!(!ok("WITH w AS (INSERT INTO t VALUES (9) RETURNING x) SELECT * FROM w", DbLevel::Read));
+        assert!(!ok(
+            "WITH w AS (INSERT INTO t VALUES (9) RETURNING x) SELECT * FROM w",
+            DbLevel::Read
+        ));
         assert!(!ok("EXPLAIN ANALYZE DELETE FROM t", DbLevel::Read));
         assert!(!ok("SELECT 1 INTO newtable", DbLevel::Write));
         assert!(!ok("SELECT 1; SELECT 2", DbLevel::Admin));
@@ -377,7 +417,10 @@ mod tests {
             "SELECT 1 FROM t WHERE x IN (SELECT pg_cancel_backend(1))",
         ] {
             assert!(
-                matches!(check_statement(sql, DbLevel::Admin, "a"), Err(CapError::Denied(_))),
+                matches!(
+                    check_statement(sql, DbLevel::Admin, "a"),
+                    Err(CapError::Denied(_))
+                ),
                 "{sql}"
             );
         }
@@ -414,12 +457,36 @@ mod tests {
     #[test]
     fn copy_directions_and_targets() {
         assert!(check_copy("COPY t TO STDOUT", DbLevel::Read, "a", true).is_ok());
-        assert!(check_copy("COPY (SELECT * FROM t) TO STDOUT WITH (FORMAT csv)", DbLevel::Read, "a", true).is_ok());
+        assert!(check_copy(
+            "COPY (SELECT * FROM t) TO STDOUT WITH (FORMAT csv)",
+            DbLevel::Read,
+            "a",
+            true
+        )
+        .is_ok());
         assert!(check_copy("COPY t TO '/etc/x'", DbLevel::Admin, "a", true).is_err());
-        assert!(check_copy("COPY (SELECT 'x') TO '/tmp/f' /* TO STDOUT */", DbLevel::Admin, "a", true).is_err());
+        assert!(check_copy(
+            "COPY (SELECT 'x') TO '/tmp/f' /* TO STDOUT */",
+            DbLevel::Admin,
+            "a",
+            true
+        )
+        .is_err());
         assert!(check_copy("COPY t TO PROGRAM 'sh'", DbLevel::Admin, "a", true).is_err());
-        assert!(check_copy("COPY (SELECT 1) TO PROGRAM'touch /tmp/x' -- TO STDOUT", DbLevel::Admin, "a", true).is_err());
-        assert!(check_copy("COPY (SELECT pg_read_file('/x')) TO STDOUT", DbLevel::Admin, "a", true).is_err());
+        assert!(check_copy(
+            "COPY (SELECT 1) TO PROGRAM'touch /tmp/x' -- TO STDOUT",
+            DbLevel::Admin,
+            "a",
+            true
+        )
+        .is_err());
+        assert!(check_copy(
+            "COPY (SELECT pg_read_file('/x')) TO STDOUT",
+            DbLevel::Admin,
+            "a",
+            true
+        )
+        .is_err());
         assert!(check_copy("COPY t FROM STDIN", DbLevel::Read, "a", false).is_err());
         assert!(check_copy("COPY t FROM STDIN", DbLevel::Write, "a", false).is_ok());
         assert!(check_copy("COPY t FROM STDIN", DbLevel::Write, "a", true).is_err());

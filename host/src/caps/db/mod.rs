@@ -87,10 +87,9 @@ pub fn pg_message(e: &tokio_postgres::Error) -> String {
 fn pg_error(name: &str, e: tokio_postgres::Error) -> CapError {
     use tokio_postgres::error::SqlState;
     match e.code() {
-        Some(c) if *c == SqlState::INSUFFICIENT_PRIVILEGE => CapError::Denied(format!(
-            "the database refused it: {}",
-            pg_message(&e)
-        )),
+        Some(c) if *c == SqlState::INSUFFICIENT_PRIVILEGE => {
+            CapError::Denied(format!("the database refused it: {}", pg_message(&e)))
+        }
         Some(c) if *c == SqlState::READ_ONLY_SQL_TRANSACTION => CapError::missing(
             &Grant::Db {
                 resource: name.to_string(),
@@ -136,9 +135,7 @@ impl Sessions {
             Err(_) => return 0,
         };
         let asked = list.len();
-        let cancels = list
-            .iter()
-            .map(|(token, tls)| connect::cancel(token, tls));
+        let cancels = list.iter().map(|(token, tls)| connect::cancel(token, tls));
         // A session that is idle or gone makes its cancel a no-op.
         let _ = futures::future::join_all(cancels).await;
         asked

@@ -260,13 +260,22 @@ mod tests {
 
     #[test]
     fn role_names_are_short_distinct_and_plain() {
-        assert_eq!(role_name("agledger", DbLevel::Read), "opshost_agledger_read");
+        assert_eq!(
+            role_name("agledger", DbLevel::Read),
+            "opshost_agledger_read"
+        );
         let long = "a".repeat(63);
         let other = format!("{}b", "a".repeat(62));
-        let (x, y) = (role_name(&long, DbLevel::Admin), role_name(&other, DbLevel::Admin));
+        let (x, y) = (
+            role_name(&long, DbLevel::Admin),
+            role_name(&other, DbLevel::Admin),
+        );
         assert!(x.len() <= 63 && y.len() <= 63);
         assert_ne!(x, y);
-        assert_ne!(role_name("My-DB", DbLevel::Read), role_name("my_db", DbLevel::Read));
+        assert_ne!(
+            role_name("My-DB", DbLevel::Read),
+            role_name("my_db", DbLevel::Read)
+        );
         assert!(role_name("My-DB", DbLevel::Read)
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
