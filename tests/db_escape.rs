@@ -103,6 +103,22 @@ fn plugin_sessions_log_in_as_roles_without_server_powers() {
         true
     );
     assert_eq!(psql(&name, "SELECT count(*) FROM t"), "4");
+    // Only this database's own tables: never the server's password verifiers.
+    for level in ["read", "admin"] {
+        let v = probe(
+            &sb,
+            level,
+            &["query", "SELECT rolname::text, rolpassword FROM pg_authid"],
+        );
+        refused(&v, "reading pg_authid");
+        assert!(
+            v["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("permission denied"),
+            "{v}"
+        );
+    }
     // The role's password is the host's: nothing of it reaches the audit log.
     assert!(!sb.audit_text().contains("PASSWORD"));
 }

@@ -56,9 +56,25 @@ struct Sink {
 
 struct Repeats {
     key: String,
-    line: serde_json::Value,
+    line: Folded,
     count: u64,
     duration_us: u64,
+}
+
+/// The line that says how often the event before it repeated: the same
+/// fields in the same order, plus `repeated`.
+#[derive(Clone, Serialize)]
+struct Folded {
+    time: String,
+    plugin: PluginRef,
+    capability: String,
+    resource: String,
+    verb: String,
+    outcome: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
+    duration_us: u64,
+    repeated: u64,
 }
 
 impl Sink {
@@ -73,9 +89,9 @@ impl Sink {
     fn flush_repeats(&mut self) -> anyhow::Result<()> {
         if let Some(r) = self.last.as_mut().filter(|r| r.count > 0) {
             let mut line = r.line.clone();
-            line["time"] = now_rfc3339().into();
-            line["repeated"] = r.count.into();
-            line["duration_us"] = r.duration_us.into();
+            line.time = now_rfc3339();
+            line.repeated = r.count;
+            line.duration_us = r.duration_us;
             r.count = 0;
             r.duration_us = 0;
             self.write_line(&line)?;
@@ -140,7 +156,17 @@ impl AuditLog {
             sink.write_line(event)?;
             sink.last = Some(Repeats {
                 key,
-                line: serde_json::to_value(event)?,
+                line: Folded {
+                    time: String::new(),
+                    plugin: event.plugin.clone(),
+                    capability: event.capability.to_string(),
+                    resource: event.resource.to_string(),
+                    verb: event.verb.to_string(),
+                    outcome: event.outcome.to_string(),
+                    detail: event.detail.map(str::to_string),
+                    duration_us: 0,
+                    repeated: 0,
+                },
                 count: 0,
                 duration_us: 0,
             });

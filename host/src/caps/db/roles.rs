@@ -15,8 +15,10 @@
 //! login role per database and level through that login, and plugin
 //! sessions log in as those instead (never `SET ROLE`: a switched role can
 //! switch back):
-//! - `opshost_<db>_read`: member of `pg_read_all_data`;
-//! - `opshost_<db>_write`: also `pg_write_all_data`;
+//! - `opshost_<db>_read`: USAGE on the database's schemas, SELECT on their
+//!   tables and sequences (not `pg_read_all_data`: it reads `pg_authid`,
+//!   every role's password verifier, on every database);
+//! - `opshost_<db>_write`: also INSERT, UPDATE, DELETE and sequences;
 //! - `opshost_<db>_admin`: also CREATE and TEMP on the database and CREATE
 //!   on its `public` schema, and membership in the database's owner role
 //!   when that owner holds no server-level power itself.
@@ -151,11 +153,36 @@ async fn provision(
     } else {
         format!("CREATE ROLE {r} WITH LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION {pw}")
     }];
-    sql.push(format!("GRANT pg_read_all_data TO {r}"));
-    if level >= DbLevel::Write {
-        sql.push(format!("GRANT pg_write_all_data TO {r}"));
-    } else {
-        sql.push(format!("REVOKE pg_write_all_data FROM {r}"));
+    // Not pg_read_all_data: it also reads pg_authid (every role's password
+    // verifier) and pg_user_mapping. Rights on this database's own schemas
+    // only, granted again at every session so new tables are covered.
+    sql.push(format!(
+        "REVOKE pg_read_all_data, pg_write_all_data FROM {r}"
+    ));
+    let schemas = admin
+        .query(
+            "SELECT nspname::text FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(|e| failed("listing the database's schemas", e))?;
+    for row in schemas {
+        let schema = quote_ident(&row.get::<_, String>(0));
+        sql.push(format!("GRANT USAGE ON SCHEMA {schema} TO {r}"));
+        sql.push(format!(
+            "GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {r}"
+        ));
+        sql.push(format!(
+            "GRANT SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {r}"
+        ));
+        if level >= DbLevel::Write {
+            sql.push(format!(
+                "GRANT INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {r}"
+            ));
+            sql.push(format!(
+                "GRANT USAGE, UPDATE ON ALL SEQUENCES IN SCHEMA {schema} TO {r}"
+            ));
+        }
     }
     if level == DbLevel::Admin {
         let db: String = admin
