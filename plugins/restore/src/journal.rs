@@ -1,110 +1,182 @@
-//! The restore's journal: one JSON file in the backup directory, written
-//! (atomically) before each phase that changes the deployment, removed when
-//! the restore has ended either way. Finding one means a restore was killed.
+//! The restore as a runbook: its steps, each with its undo, and the state
+//! they share (journaled by the engine in the backup directory before and
+//! after each step, so a restore that was killed is found by the next run
+//! and undone with `--recover`).
 
-use opshost_sdk::fs::Dir;
-use opshost_sdk::{fail, Context, Result};
-use serde_json::json;
+use opshost_sdk::runbook::{Runbook, State, Step};
+use opshost_sdk::{db, fail, progress, Result};
+use serde_json::{json, Value};
 
-pub const FILE: &str = ".opshost-restore.json";
+use crate::swap::{self, DB};
+use crate::verify;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// Restoring into / verifying the new database: the deployment is untouched.
-    Restoring,
-    /// Services stopped and databases being renamed: the deployment is down.
-    Swapping,
-    /// The new database is live and healthy; the old one is being dropped.
-    Finishing,
-}
-
-impl Phase {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Restoring => "restoring",
-            Self::Swapping => "swapping",
-            Self::Finishing => "finishing",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        [Self::Restoring, Self::Swapping, Self::Finishing]
-            .into_iter()
-            .find(|p| p.as_str() == s)
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Journal {
+/// What the steps share. The journaled part says which databases are
+/// which; the rest is this run's.
+pub struct Restore {
     pub backup: String,
-    pub started_at: String,
-    pub phase: Phase,
     pub staging: String,
     /// The live database's name on the server.
     pub live_db: String,
     pub restore_db: String,
     pub previous_db: String,
     pub keep_previous: bool,
+    // This run only:
+    pub dump_path: String,
+    pub jobs: u32,
+    pub allow_broken_vault: bool,
+    pub manifest: Option<Value>,
+    pub verified: Option<verify::Verified>,
+    pub version: String,
+    pub previous: String,
 }
 
-impl Journal {
-    pub fn write(&self, dir: &Dir) -> Result<()> {
-        let doc = json!({
+impl State for Restore {
+    fn to_json(&self) -> Value {
+        json!({
             "backup": self.backup,
-            "started_at": self.started_at,
-            "phase": self.phase.as_str(),
             "staging": self.staging,
             "live_database": self.live_db,
             "restore_database": self.restore_db,
             "previous_database": self.previous_db,
             "keep_previous": self.keep_previous,
-        });
-        dir.write(FILE, doc.to_string().as_bytes())
-            .context("writing the restore journal")
+        })
     }
 
-    pub fn enter(&mut self, dir: &Dir, phase: Phase) -> Result<()> {
-        self.phase = phase;
-        self.write(dir)
-    }
-
-    pub fn remove(dir: &Dir) {
-        let _ = dir.remove(FILE);
-    }
-
-    /// The journal of an interrupted restore, if there is one.
-    pub fn read(dir: &Dir) -> Result<Option<Self>> {
-        let Ok(bytes) = dir.read(FILE) else {
-            return Ok(None);
+    fn from_json(doc: &Value) -> Result<Self> {
+        let text = |key: &str| -> Result<String> {
+            doc[key]
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| fail(format!("the restore journal has no {key}")))
         };
-        let doc: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
-            fail(format!(
-                "{FILE} in the backup directory is not readable ({e}): an interrupted restore left it; \
-                 check the databases by hand, then remove it"
-            ))
-        })?;
-        let text = |key: &str| doc[key].as_str().unwrap_or_default().to_string();
-        let phase = Phase::parse(&text("phase"))
-            .ok_or_else(|| fail(format!("{FILE}: unknown phase {:?}", doc["phase"])))?;
-        Ok(Some(Self {
-            backup: text("backup"),
-            started_at: text("started_at"),
-            phase,
-            staging: text("staging"),
-            live_db: text("live_database"),
-            restore_db: text("restore_database"),
-            previous_db: text("previous_database"),
+        Ok(Self {
+            backup: text("backup")?,
+            staging: text("staging")?,
+            live_db: text("live_database")?,
+            restore_db: text("restore_database")?,
+            previous_db: text("previous_database")?,
             keep_previous: doc["keep_previous"].as_bool().unwrap_or(false),
-        }))
+            dump_path: String::new(),
+            jobs: 1,
+            allow_broken_vault: false,
+            manifest: None,
+            verified: None,
+            version: String::new(),
+            previous: String::new(),
+        })
     }
+}
 
-    pub fn phase_text(&self) -> &'static str {
-        match self.phase {
-            Phase::Restoring => {
-                "while restoring into a new database (the deployment was not touched)"
-            }
-            Phase::Swapping => "while swapping databases (the services may be stopped)",
-            Phase::Finishing => "after the new database was live (only cleanup was left)",
+pub const RUNBOOK: Runbook<Restore> = Runbook {
+    operation: "restore",
+    recover_command: "opshost run restore.wasm -- --recover",
+    steps: &[
+        Step {
+            name: "restore into a new database and verify it",
+            apply: restore_beside,
+            undo: Some(drop_restored),
+        },
+        Step {
+            name: "stop the services",
+            apply: |_| swap::stop_services(),
+            undo: Some(|_| swap::start_and_check().map(drop)),
+        },
+        Step {
+            name: "move the live database aside",
+            apply: |r| {
+                progress::step("swapping databases", None);
+                swap::rename(&r.live_db, &r.previous_db)
+            },
+            undo: Some(|r| {
+                if swap::exists(&r.previous_db)? && !swap::exists(&r.live_db)? {
+                    swap::rename(&r.previous_db, &r.live_db)?;
+                }
+                Ok(())
+            }),
+        },
+        Step {
+            name: "move the restored database in",
+            apply: |r| swap::rename(&r.restore_db, &r.live_db),
+            undo: Some(|r| {
+                // Only if the live name holds the restored database: the
+                // previous one is still aside.
+                if swap::exists(&r.previous_db)? && swap::exists(&r.live_db)? {
+                    swap::rename(&r.live_db, &r.restore_db)?;
+                }
+                Ok(())
+            }),
+        },
+        Step {
+            name: "start the services and check them",
+            apply: |r| {
+                r.version = swap::start_and_check()?;
+                Ok(())
+            },
+            undo: Some(|_| swap::stop_services()),
+        },
+    ],
+    finish: &[Step {
+        name: "drop the previous database",
+        apply: |r| {
+            r.previous = finish(r);
+            Ok(())
+        },
+        undo: None,
+    }],
+};
+
+fn restore_beside(r: &mut Restore) -> Result<()> {
+    progress::step(
+        &format!("restoring into {} (pg_restore)", r.restore_db),
+        None,
+    );
+    if swap::exists(&r.restore_db)? {
+        return Err(fail(format!("database {} exists already", r.restore_db)));
+    }
+    let options = db::RestoreOptions {
+        into_database: Some(r.restore_db.clone()),
+        jobs: Some(r.jobs),
+        no_owner: true,
+    };
+    let dir = opshost_sdk::fs::open("backups")?;
+    opshost_sdk::Context::context(db::restore(DB, &dir, &r.dump_path, &options), "pg_restore")?;
+    r.verified = Some(verify::restored(
+        &r.restore_db,
+        r.manifest.as_ref(),
+        r.allow_broken_vault,
+    )?);
+    Ok(())
+}
+
+fn drop_restored(r: &mut Restore) -> Result<()> {
+    if swap::exists(&r.restore_db)? {
+        db::drop_database(DB, &r.restore_db)?;
+    }
+    Ok(())
+}
+
+/// Drop the previous database unless it is to be kept; what became of it.
+/// Never fails: the restore is complete by now.
+fn finish(r: &Restore) -> String {
+    if r.keep_previous {
+        return format!("kept as {} (--keep-previous)", r.previous_db);
+    }
+    if !swap::exists(&r.previous_db).unwrap_or(true) {
+        return "dropped".into();
+    }
+    progress::step(
+        &format!("dropping the previous database {}", r.previous_db),
+        None,
+    );
+    match db::drop_database(DB, &r.previous_db) {
+        Ok(()) => "dropped".into(),
+        Err(e) => {
+            progress::warn(&format!(
+                "could not drop {}: {}",
+                r.previous_db,
+                opshost_sdk::describe(&e)
+            ));
+            format!("still there as {} (drop it when convenient)", r.previous_db)
         }
     }
 }

@@ -3,11 +3,12 @@
 use agledger_ops::clock;
 use opshost_sdk::fs::{self, Dir};
 use opshost_sdk::progress::{self, Confirmation};
-use opshost_sdk::{db, describe, fail, invalid, Context, Error, Report, Result};
+use opshost_sdk::runbook::{Interrupted, Outcome};
+use opshost_sdk::{describe, fail, invalid, Context, Report, Result};
 use serde_json::json;
 
-use crate::journal::{Journal, Phase, FILE as JOURNAL};
-use crate::swap::{self, attempt, DB};
+use crate::journal::{Restore as State, RUNBOOK};
+use crate::swap;
 use crate::{verify, Options};
 
 opshost_sdk::manifest! {
@@ -43,14 +44,12 @@ impl opshost_sdk::Operation for Restore {
                 "restore"
             },
         )?;
-        match (Journal::read(&dir)?, opts.recover) {
-            (Some(journal), true) => recover(&dir, journal),
-            (Some(journal), false) => Err(fail(format!(
-                "a restore of {} started {} was interrupted {} (its process is gone). Run `opshost run restore.wasm -- --recover` \
+        match (RUNBOOK.interrupted(&dir)?, opts.recover) {
+            (Some(interrupted), true) => recover(&dir, interrupted),
+            (Some(interrupted), false) => Err(fail(format!(
+                "a restore of {} started {} was interrupted at \"{}\" (its process is gone). Run `opshost run restore.wasm -- --recover` \
                  to put the deployment back as it was before it, then restore again",
-                journal.backup,
-                journal.started_at,
-                journal.phase_text()
+                interrupted.state.backup, interrupted.started_at, interrupted.at
             ))),
             (None, true) => Ok(Report::ok("nothing to recover: no interrupted restore is recorded")),
             (None, false) => restore(&dir, &opts),
@@ -110,73 +109,46 @@ fn restore(dir: &Dir, opts: &Options) -> Result<Report> {
     let staging = format!(".opshost-restore-{stamp}-{suffix}");
     refuse_if_others_may_write(dir, &backup)?;
     let live = swap::live_database().context("asking the database its name")?;
-    let mut journal = Journal {
-        backup: backup.clone(),
-        started_at: clock::rfc3339(clock::now()),
-        phase: Phase::Restoring,
-        staging: staging.clone(),
-        restore_db: format!("{live}_restore_{id}"),
-        previous_db: format!("{live}_previous_{id}"),
-        live_db: live.clone(),
-        keep_previous: opts.keep_previous,
-    };
 
     let checked =
         verify::backup(dir, &backup, &staging).inspect_err(|_| remove_staging(dir, &staging))?;
     confirm(&backup, &live, &checked, opts.yes).inspect_err(|_| remove_staging(dir, &staging))?;
 
-    // Phase 1: a new database beside the live one. Failing here changes nothing.
-    journal.write(dir)?;
-    let prepared = prepare(dir, opts, &journal, &checked);
-    let verified = match prepared {
-        Ok(v) => v,
-        Err(e) => {
-            if swap::exists(&journal.restore_db).unwrap_or(true) {
-                attempt(
-                    "dropping the unfinished restore database",
-                    db::drop_database(DB, &journal.restore_db),
-                );
-            }
-            remove_staging(dir, &staging);
-            Journal::remove(dir);
+    let mut state = State {
+        backup: backup.clone(),
+        staging: staging.clone(),
+        restore_db: format!("{live}_restore_{id}"),
+        previous_db: format!("{live}_previous_{id}"),
+        live_db: live.clone(),
+        keep_previous: opts.keep_previous,
+        dump_path: checked.dump_path.clone(),
+        jobs: opts.jobs,
+        allow_broken_vault: opts.allow_broken_vault,
+        manifest: checked.manifest.clone(),
+        verified: None,
+        version: String::new(),
+        previous: String::new(),
+    };
+    let outcome = RUNBOOK.run(dir, &mut state, &clock::rfc3339(clock::now()));
+    let degraded = matches!(outcome, Ok(Outcome::Degraded { .. }));
+    if !degraded {
+        // A degraded run keeps what --recover needs; otherwise clean up.
+        remove_staging(dir, &staging);
+    }
+    match outcome? {
+        Outcome::Done => {}
+        Outcome::RolledBack { step, error } if step == RUNBOOK.steps[0].name => {
             return Err(fail(format!(
                 "{}. The running deployment was not touched",
-                describe(&e).trim_end_matches(". Nothing was changed")
-            )));
+                describe(&error).trim_end_matches(". Nothing was changed")
+            )))
         }
-    };
+        other => return other.into_result("restore").map(|()| unreachable_report()),
+    }
 
-    // Phase 2: the swap. From here a failure puts the previous database back.
-    journal.enter(dir, Phase::Swapping)?;
-    let swapped = swap_in(&journal);
-    let version = match swapped {
-        Ok(v) => v,
-        Err(e) => {
-            let state = swap::put_back(&journal.live_db, &journal.previous_db, &journal.restore_db);
-            if swap::exists(&journal.restore_db).unwrap_or(true) {
-                attempt(
-                    "dropping the restored database",
-                    db::drop_database(DB, &journal.restore_db),
-                );
-            }
-            remove_staging(dir, &staging);
-            if !state.starts_with("DEGRADED") {
-                Journal::remove(dir);
-            }
-            return Err(fail(format!(
-                "restore failed after the swap began: {}. Now: {state}",
-                describe(&e)
-            )));
-        }
-    };
-
-    // Phase 3: the old database goes (or stays, if asked).
-    journal.enter(dir, Phase::Finishing)?;
-    let previous = finish(&journal);
-    remove_staging(dir, &staging);
-    Journal::remove(dir);
-
-    let scan = verified.vault.as_ref();
+    let scan = state.verified.as_ref().and_then(|v| v.vault.as_ref());
+    let tables_checked = state.verified.as_ref().map_or(0, |v| v.tables_checked);
+    let version = &state.version;
     let mut report = Report::ok(format!(
         "restored {backup}: database {live} replaced, services healthy (version {version})"
     ))
@@ -189,12 +161,9 @@ fn restore(dir: &Dir, opts: &Options) -> Result<Report> {
             checked.dump_size, checked.toc_entries
         ),
     )
-    .fact(
-        "row counts checked",
-        format!("{} tables", verified.tables_checked),
-    )
-    .fact("running version", &version)
-    .fact("previous database", &previous);
+    .fact("row counts checked", format!("{tables_checked} tables"))
+    .fact("running version", version)
+    .fact("previous database", &state.previous);
     if let Some(s) = scan {
         report = report.fact(
             "vault",
@@ -211,130 +180,42 @@ fn restore(dir: &Dir, opts: &Options) -> Result<Report> {
             "backup": backup,
             "created_at": checked.created,
             "agledger_version": checked.agledger_version,
-            "tables_checked": verified.tables_checked,
+            "tables_checked": tables_checked,
             "vault": scan.map(|s| s.to_json()),
-            "previous_database": previous,
+            "previous_database": state.previous,
             "running_version": version,
         })
         .to_string(),
     ))
 }
 
-/// Restore into the new database and verify it.
-fn prepare(
-    dir: &Dir,
-    opts: &Options,
-    journal: &Journal,
-    checked: &verify::Checked,
-) -> Result<verify::Verified> {
-    progress::step(
-        &format!("restoring into {} (pg_restore)", journal.restore_db),
-        None,
-    );
-    if swap::exists(&journal.restore_db)? {
-        return Err(fail(format!(
-            "database {} exists already",
-            journal.restore_db
-        )));
-    }
-    let options = db::RestoreOptions {
-        into_database: Some(journal.restore_db.clone()),
-        jobs: Some(opts.jobs),
-        no_owner: true,
-    };
-    db::restore(DB, dir, &checked.dump_path, &options).context("pg_restore")?;
-    verify::restored(
-        &journal.restore_db,
-        checked.manifest.as_ref(),
-        opts.allow_broken_vault,
-    )
-}
-
-fn swap_in(journal: &Journal) -> Result<String> {
-    swap::stop_services()?;
-    progress::step("swapping databases", None);
-    swap::rename(&journal.live_db, &journal.previous_db)?;
-    swap::rename(&journal.restore_db, &journal.live_db)?;
-    swap::start_and_check()
-}
-
-/// Drop the previous database unless it is to be kept; what became of it.
-fn finish(journal: &Journal) -> String {
-    if journal.keep_previous {
-        return format!("kept as {} (--keep-previous)", journal.previous_db);
-    }
-    progress::step(
-        &format!("dropping the previous database {}", journal.previous_db),
-        None,
-    );
-    match db::drop_database(DB, &journal.previous_db) {
-        Ok(()) => "dropped".into(),
-        Err(e) => {
-            progress::warn(&format!(
-                "could not drop {}: {}",
-                journal.previous_db,
-                describe(&e)
-            ));
-            format!(
-                "still there as {} (drop it when convenient)",
-                journal.previous_db
-            )
-        }
-    }
+/// `Outcome::into_result` is an error for every outcome but `Done`.
+fn unreachable_report() -> Report {
+    Report::ok("restore ended")
 }
 
 /// Undo (or, if only cleanup was left, finish) an interrupted restore.
-fn recover(dir: &Dir, journal: Journal) -> Result<Report> {
+fn recover(dir: &Dir, interrupted: Interrupted<State>) -> Result<Report> {
+    let backup = interrupted.state.backup.clone();
+    let staging = interrupted.state.staging.clone();
+    let at = interrupted.at.clone();
     progress::info(&format!(
-        "recovering the restore of {} started {}, interrupted {}",
-        journal.backup,
-        journal.started_at,
-        journal.phase_text()
+        "recovering the restore of {backup} started {}, interrupted at \"{at}\"",
+        interrupted.started_at
     ));
-    let summary = match journal.phase {
-        Phase::Restoring => {
-            // The services were never stopped; only the new database is left over.
-            if swap::exists(&journal.restore_db)? {
-                db::drop_database(DB, &journal.restore_db)?;
-            }
-            format!(
-                "the interrupted restore never touched the deployment; its unfinished database {} is gone",
-                journal.restore_db
-            )
+    let completed = interrupted.completed();
+    let summary = match RUNBOOK.recover(dir, interrupted)? {
+        Outcome::Done if completed => {
+            "the restore had completed; its cleanup is done now".to_string()
         }
-        Phase::Swapping => {
-            let live = swap::exists(&journal.live_db)?;
-            let previous = swap::exists(&journal.previous_db)?;
-            if !live && !previous {
-                return Err(fail(format!(
-                    "neither {} nor {} exists: cannot tell which database to put back. \
-                     Databases there: {}. Rename the right one to {} by hand, then remove {JOURNAL}",
-                    journal.live_db,
-                    journal.previous_db,
-                    db::list_databases(DB)?.join(", "),
-                    journal.live_db
-                )));
-            }
-            let state = swap::put_back(&journal.live_db, &journal.previous_db, &journal.restore_db);
-            if state.starts_with("DEGRADED") {
-                return Err(Error::Failed(state));
-            }
-            if swap::exists(&journal.restore_db)? {
-                attempt(
-                    "dropping the restored database",
-                    db::drop_database(DB, &journal.restore_db),
-                );
-            }
-            format!("the interrupted restore was undone: {state}")
+        Outcome::Done => "the interrupted restore is complete".to_string(),
+        Outcome::RolledBack { .. } => {
+            "the interrupted restore was undone: the deployment is as it was before it, services healthy".to_string()
         }
-        Phase::Finishing => {
-            let previous = finish(&journal);
-            format!("the restore had completed; its cleanup is done now (previous database: {previous})")
-        }
+        degraded => return degraded.into_result("recovering the restore").map(|()| unreachable_report()),
     };
-    remove_staging(dir, &journal.staging);
-    Journal::remove(dir);
+    remove_staging(dir, &staging);
     Ok(Report::ok(summary)
-        .fact("backup", &journal.backup)
-        .fact("interrupted", journal.phase_text()))
+        .fact("backup", &backup)
+        .fact("interrupted at", at))
 }

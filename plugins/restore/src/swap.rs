@@ -2,7 +2,7 @@
 //! Every step is one host call; the journal says how far it got.
 
 use opshost_sdk::container::{self, RunSpec};
-use opshost_sdk::{db, describe, fail, progress, web, Result};
+use opshost_sdk::{db, fail, progress, web, Result};
 
 /// The config's name for the database (`[db.agledger]`); the database's
 /// own name on the server is what [`live_database`] says.
@@ -88,55 +88,4 @@ pub fn live_database() -> Result<String> {
 
 pub fn exists(database: &str) -> Result<bool> {
     Ok(db::list_databases(DB)?.iter().any(|d| d == database))
-}
-
-/// Best effort, for cleanup after a failure: say what did not work.
-pub fn attempt(what: &str, result: Result<()>) -> bool {
-    match result {
-        Ok(()) => true,
-        Err(e) => {
-            progress::warn(&format!("{what}: {}", describe(&e)));
-            false
-        }
-    }
-}
-
-/// Put the previous database back after a failed swap: whatever is live
-/// under `agledger` (the new database, if it got there) goes to
-/// `failed_db` (`live` is the database name the deployment uses),, `previous_db` comes back, services start. The state it
-/// leaves, in words.
-pub fn put_back(live: &str, previous_db: &str, failed_db: &str) -> String {
-    progress::step("putting the previous database back", None);
-    let _ = container::stop(CONTAINERS, WORKER, Some(STOP_GRACE_S));
-    let _ = container::stop(CONTAINERS, API, Some(STOP_GRACE_S));
-    let previous_there = exists(previous_db).unwrap_or(false);
-    if previous_there {
-        if exists(live).unwrap_or(false)
-            && !attempt("moving the restored database out", rename(live, failed_db))
-        {
-            return format!(
-                "DEGRADED: could not move the restored database out of the way; the previous data is in \
-                 database {previous_db}. Rename it back to {live} by hand (ALTER DATABASE) and start the services"
-            );
-        }
-        if !attempt(
-            "renaming the previous database back",
-            rename(previous_db, live),
-        ) {
-            return format!(
-                "DEGRADED: the previous data is in database {previous_db} and could not be renamed back to {live}: \
-                 do it by hand (ALTER DATABASE {previous_db} RENAME TO {live}) and start the services"
-            );
-        }
-    }
-    match start_and_check() {
-        Ok(version) => format!(
-            "the previous database is live again and the services are healthy (version {version}); nothing was lost"
-        ),
-        Err(e) => format!(
-            "DEGRADED: the previous database is back in place but the services are not healthy: {}. \
-             Check `docker logs` of agledger-api",
-            describe(&e)
-        ),
-    }
 }

@@ -1,0 +1,346 @@
+//! The runbook engine: an operation that changes a deployment is a list of
+//! named steps, each with `apply` and, where it changes something, `undo`.
+//! The engine writes a journal (in a granted directory) before each step
+//! and after it, undoes the applied steps in reverse when one fails, and
+//! ends in a typed [`Outcome`]: done, rolled back, or degraded with the
+//! exact commands that recover. A run that was killed leaves its journal;
+//! the next run, holding the deployment lock (so the killed one is gone),
+//! finds it and refuses, offering `--recover` (undo what was applied).
+//!
+//! The failure path is written once, here, not per operation.
+
+use serde_json::{json, Value};
+
+use crate::fs::Dir;
+use crate::{describe, fail, progress, Context, Error, Result};
+
+/// One named step. `undo` must cope with a step that was applied only in
+/// part (the run died in the middle of it): it is called for the step that
+/// failed or was interrupted too.
+pub struct Step<C> {
+    /// Stable: the journal records steps by name.
+    pub name: &'static str,
+    pub apply: fn(&mut C) -> Result<()>,
+    pub undo: Option<fn(&mut C) -> Result<()>>,
+}
+
+/// The state an operation's steps share; saved in the journal so that a
+/// later `--recover` can undo with what the killed run knew.
+pub trait State: Sized {
+    fn to_json(&self) -> Value;
+    fn from_json(v: &Value) -> Result<Self>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    Pending,
+    Applying,
+    Applied,
+    Undoing,
+    Undone,
+    UndoFailed,
+}
+
+impl Mark {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Applying => "applying",
+            Self::Applied => "applied",
+            Self::Undoing => "undoing",
+            Self::Undone => "undone",
+            Self::UndoFailed => "undo-failed",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Pending,
+            Self::Applying,
+            Self::Applied,
+            Self::Undoing,
+            Self::Undone,
+            Self::UndoFailed,
+        ]
+        .into_iter()
+        .find(|m| m.as_str() == s)
+    }
+
+    /// Something of the step may be in place and need undoing.
+    fn touched(self) -> bool {
+        matches!(
+            self,
+            Self::Applying | Self::Applied | Self::Undoing | Self::UndoFailed
+        )
+    }
+}
+
+/// How an operation ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Every step applied.
+    Done,
+    /// A step failed; every applied step was undone: the deployment is as
+    /// it was before the run.
+    RolledBack { step: String, error: Error },
+    /// A step failed and undoing failed too: the journal is kept, and
+    /// `recovery` says exactly what to run.
+    Degraded {
+        step: String,
+        error: Error,
+        undo_failures: Vec<(String, Error)>,
+        recovery: Vec<String>,
+    },
+}
+
+impl Outcome {
+    /// The outcome as the plugin's result: `Done` is Ok, the others are
+    /// errors that say what failed and what state things are in.
+    pub fn into_result(self, operation: &str) -> Result<()> {
+        match self {
+            Outcome::Done => Ok(()),
+            Outcome::RolledBack { step, error } => Err(fail(format!(
+                "{operation} failed at \"{step}\": {}. Every change was undone: the deployment is as it was before",
+                describe(&error)
+            ))),
+            Outcome::Degraded {
+                step,
+                error,
+                undo_failures,
+                recovery,
+            } => {
+                let undo: Vec<String> = undo_failures
+                    .iter()
+                    .map(|(s, e)| format!("undoing \"{s}\" failed: {}", describe(e)))
+                    .collect();
+                Err(fail(format!(
+                    "DEGRADED: {operation} failed at \"{step}\": {}; {}. The journal is kept. To recover: {}",
+                    describe(&error),
+                    undo.join("; "),
+                    recovery.join(" ; ")
+                )))
+            }
+        }
+    }
+}
+
+/// An operation as a runbook: its steps and where its journal lives.
+pub struct Runbook<C: 'static> {
+    /// e.g. `restore`: names the journal and the recovery command.
+    pub operation: &'static str,
+    /// The command that undoes an interrupted run, for messages.
+    pub recover_command: &'static str,
+    pub steps: &'static [Step<C>],
+    /// Forward-only clean-up once every step applied (dropping what the
+    /// operation replaced): never undone; a failure is only a warning, and
+    /// an interrupted run's `--recover` completes them instead of undoing.
+    pub finish: &'static [Step<C>],
+}
+
+/// What an interrupted run left.
+pub struct Interrupted<C> {
+    pub state: C,
+    pub started_at: String,
+    /// The step it was in (or last finished), for messages.
+    pub at: String,
+    marks: Vec<Mark>,
+    steps: usize,
+}
+
+impl<C> Interrupted<C> {
+    /// Every step had applied: only the forward clean-up was left.
+    pub fn completed(&self) -> bool {
+        self.marks[..self.steps].iter().all(|m| *m == Mark::Applied)
+    }
+}
+
+impl<C: State> Runbook<C> {
+    fn journal_file(&self) -> String {
+        format!(".opshost-{}.journal.json", self.operation)
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Step<C>> {
+        self.steps.iter().chain(self.finish)
+    }
+
+    fn write(&self, dir: &Dir, state: &C, started_at: &str, marks: &[Mark]) -> Result<()> {
+        let steps: Vec<Value> = self
+            .all()
+            .zip(marks)
+            .map(|(s, m)| json!({ "name": s.name, "state": m.as_str() }))
+            .collect();
+        let doc = json!({
+            "operation": self.operation,
+            "started_at": started_at,
+            "state": state.to_json(),
+            "steps": steps,
+        });
+        dir.write(&self.journal_file(), doc.to_string().as_bytes())
+            .context(format!("writing the {} journal", self.operation))
+    }
+
+    /// The journal an interrupted run left, if any. Call it only while
+    /// holding the deployment lock: then its run is gone.
+    pub fn interrupted(&self, dir: &Dir) -> Result<Option<Interrupted<C>>> {
+        let file = self.journal_file();
+        let Ok(bytes) = dir.read(&file) else {
+            return Ok(None);
+        };
+        let doc: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            fail(format!(
+                "{file} is not readable ({e}): an interrupted {} left it; check the deployment by hand, then remove it",
+                self.operation
+            ))
+        })?;
+        let state = C::from_json(&doc["state"])?;
+        let recorded = doc["steps"].as_array().cloned().unwrap_or_default();
+        let marks: Vec<Mark> = self
+            .all()
+            .map(|step| {
+                recorded
+                    .iter()
+                    .find(|r| r["name"] == step.name)
+                    .and_then(|r| r["state"].as_str())
+                    .and_then(Mark::parse)
+                    .unwrap_or(Mark::Pending)
+            })
+            .collect();
+        let at = self
+            .all()
+            .zip(&marks)
+            .filter(|(_, m)| **m != Mark::Pending)
+            .map(|(s, m)| format!("{} ({})", s.name, m.as_str()))
+            .last()
+            .unwrap_or_else(|| "before its first step".into());
+        Ok(Some(Interrupted {
+            state,
+            started_at: doc["started_at"].as_str().unwrap_or_default().to_string(),
+            at,
+            marks,
+            steps: self.steps.len(),
+        }))
+    }
+
+    /// Apply every step; on a failure, undo the applied ones in reverse.
+    pub fn run(&self, dir: &Dir, state: &mut C, started_at: &str) -> Result<Outcome> {
+        let mut marks = vec![Mark::Pending; self.steps.len() + self.finish.len()];
+        self.write(dir, state, started_at, &marks)?;
+        for (i, step) in self.steps.iter().enumerate() {
+            marks[i] = Mark::Applying;
+            self.write(dir, state, started_at, &marks)?;
+            match (step.apply)(state) {
+                Ok(()) => {
+                    marks[i] = Mark::Applied;
+                    self.write(dir, state, started_at, &marks)?;
+                }
+                Err(error) => {
+                    progress::warn(&format!(
+                        "\"{}\" failed: {}; undoing what was done",
+                        step.name,
+                        describe(&error)
+                    ));
+                    return self.undo_all(dir, state, started_at, &mut marks, step.name, error);
+                }
+            }
+        }
+        self.finish_from(dir, state, started_at, &mut marks)?;
+        Ok(Outcome::Done)
+    }
+
+    /// Run the finish steps not yet applied, then forget the journal.
+    fn finish_from(
+        &self,
+        dir: &Dir,
+        state: &mut C,
+        started_at: &str,
+        marks: &mut [Mark],
+    ) -> Result<()> {
+        for (j, step) in self.finish.iter().enumerate() {
+            let i = self.steps.len() + j;
+            if marks[i] == Mark::Applied {
+                continue;
+            }
+            marks[i] = Mark::Applying;
+            self.write(dir, state, started_at, marks)?;
+            if let Err(e) = (step.apply)(state) {
+                progress::warn(&format!("\"{}\": {}", step.name, describe(&e)));
+            }
+            marks[i] = Mark::Applied;
+            self.write(dir, state, started_at, marks)?;
+        }
+        self.remove_journal(dir);
+        Ok(())
+    }
+
+    /// Undo what an interrupted run applied (`--recover`).
+    /// Past every step, only the clean-up is completed instead (`Done`).
+    pub fn recover(&self, dir: &Dir, mut interrupted: Interrupted<C>) -> Result<Outcome> {
+        let at = interrupted.at.clone();
+        let started = interrupted.started_at.clone();
+        let completed = interrupted.completed();
+        let mut marks = std::mem::take(&mut interrupted.marks);
+        if completed {
+            self.finish_from(dir, &mut interrupted.state, &started, &mut marks)?;
+            return Ok(Outcome::Done);
+        }
+        self.undo_all(
+            dir,
+            &mut interrupted.state,
+            &started,
+            &mut marks,
+            &at,
+            fail("the run was interrupted"),
+        )
+    }
+
+    fn undo_all(
+        &self,
+        dir: &Dir,
+        state: &mut C,
+        started_at: &str,
+        marks: &mut [Mark],
+        failed_step: &str,
+        error: Error,
+    ) -> Result<Outcome> {
+        let mut failures = Vec::new();
+        for i in (0..self.steps.len()).rev() {
+            if !marks[i].touched() {
+                continue;
+            }
+            let step = &self.steps[i];
+            let Some(undo) = step.undo else {
+                marks[i] = Mark::Undone;
+                continue;
+            };
+            marks[i] = Mark::Undoing;
+            self.write(dir, state, started_at, marks)?;
+            progress::step(&format!("undoing: {}", step.name), None);
+            match undo(state) {
+                Ok(()) => marks[i] = Mark::Undone,
+                Err(e) => {
+                    marks[i] = Mark::UndoFailed;
+                    failures.push((step.name.to_string(), e));
+                }
+            }
+            self.write(dir, state, started_at, marks)?;
+        }
+        if failures.is_empty() {
+            self.remove_journal(dir);
+            return Ok(Outcome::RolledBack {
+                step: failed_step.to_string(),
+                error,
+            });
+        }
+        Ok(Outcome::Degraded {
+            step: failed_step.to_string(),
+            error,
+            undo_failures: failures,
+            recovery: vec![self.recover_command.to_string()],
+        })
+    }
+
+    /// Forget the journal: the run ended, one way or the other.
+    pub fn remove_journal(&self, dir: &Dir) {
+        let _ = dir.remove(&self.journal_file());
+    }
+}
