@@ -216,50 +216,131 @@ fn the_database_refuses_what_the_gate_cannot_see() {
 
 #[test]
 fn sessions_of_others_cannot_be_ended() {
-    let (sb, _) = sandbox("signal");
-    // A victim session in another database, as the superuser.
-    let mut victim = Command::new("psql")
+    let (sb, name) = sandbox("signal");
+    // The victim runs as the very same plugin role (read), in the same
+    // database: the role may signal its own sessions, so only the gate
+    // stands between them; and a superuser session in another database.
+    let mut victim = Command::new(env!("CARGO_BIN_EXE_opshost"))
+        .arg("run")
+        .arg(plugin("dbprobe-read"))
+        .arg("--config")
+        .arg(sb.path("config.toml"))
+        .arg("--policy")
+        .arg(sb.path("policy.toml"))
+        .arg("--audit-log")
+        .arg(sb.path("victim-audit.ndjson"))
+        .args([
+            "--timeout",
+            "60s",
+            "--",
+            "query",
+            "SELECT pg_sleep(30) /* opshost-victim */",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the victim");
+    let mut superuser = Command::new("psql")
         .args([
             database_url("postgres").as_str(),
             "-XAtqc",
-            "SELECT pg_sleep(60) /* opshost-victim */",
+            "SELECT pg_sleep(30) /* opshost-su-victim */",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("start psql");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let pid = loop {
-        let pid = psql(
-            "postgres",
-            "SELECT pid FROM pg_stat_activity WHERE query LIKE '%opshost-victim%' AND pid <> pg_backend_pid()",
-        );
-        if !pid.is_empty() || Instant::now() > deadline {
-            break pid;
+    let pid_of = |marker: &str| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let pid = psql(
+                "postgres",
+                &format!("SELECT pid FROM pg_stat_activity WHERE query LIKE '%{marker}%' AND query NOT LIKE '%pg_stat_activity%'"),
+            );
+            if !pid.is_empty() || Instant::now() > deadline {
+                break pid;
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
-        std::thread::sleep(Duration::from_millis(100));
     };
-    assert!(!pid.is_empty(), "the victim session did not start");
+    let (pid, su_pid) = (pid_of("opshost-victim"), pid_of("opshost-su-victim"));
+    assert!(
+        !pid.is_empty() && !su_pid.is_empty(),
+        "the victims did not start"
+    );
+    assert_eq!(
+        psql(
+            &name,
+            &format!("SELECT usename FROM pg_stat_activity WHERE pid = {pid}")
+        ),
+        format!("opshost_{name}_read"),
+        "the victim is the attacker's own role"
+    );
     for (level, sql) in [
         ("read", format!("SELECT pg_terminate_backend({pid})")),
         (
             "read",
             format!("SELECT query_to_xml('select pg_terminate_backend({pid})', true, true, '')"),
         ),
+        (
+            "read",
+            format!("SELECT ts_stat('select pg_terminate_backend({pid})::text::tsvector')"),
+        ),
+        ("read", format!("SELECT pg_cancel_backend({su_pid})")),
         ("admin", format!("SELECT pg_cancel_backend({pid})")),
     ] {
         refused(&probe(&sb, level, &["query", &sql]), &sql);
     }
-    assert_eq!(
-        psql(
-            "postgres",
-            &format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}")
-        ),
-        "1",
-        "the victim session was ended"
-    );
+    for p in [&pid, &su_pid] {
+        assert_eq!(
+            psql(
+                "postgres",
+                &format!(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = {p} AND state = 'active'"
+                )
+            ),
+            "1",
+            "session {p} was ended or cancelled"
+        );
+    }
+    let _ = superuser.kill();
+    let _ = superuser.wait();
     let _ = victim.kill();
     let _ = victim.wait();
+}
+
+#[test]
+fn a_trap_planted_for_the_host_never_runs_with_its_login() {
+    // An admin plugin plants objects that would run if the host's own
+    // (superuser) session resolved names through `public` or a schema
+    // named after its login: operators its catalog queries use, and a
+    // function of the same name in schema "postgres".
+    let (sb, _) = sandbox("trap");
+    let file = marker("trap");
+    let body = format!("BEGIN EXECUTE 'COPY (SELECT 1) TO ''{file}'''; RETURN true; END");
+    for sql in [
+        format!("CREATE FUNCTION public.trap(name, name) RETURNS bool LANGUAGE plpgsql AS $$ {body} $$"),
+        format!("CREATE FUNCTION public.trap2(name, text) RETURNS bool LANGUAGE plpgsql AS $$ {body} $$"),
+        "CREATE OPERATOR public.!~~ (LEFTARG = name, RIGHTARG = name, FUNCTION = public.trap)".to_string(),
+        "CREATE OPERATOR public.= (LEFTARG = name, RIGHTARG = text, FUNCTION = public.trap2)".to_string(),
+        "CREATE SCHEMA postgres".to_string(),
+        format!("CREATE FUNCTION postgres.starts_with(text, text) RETURNS bool LANGUAGE plpgsql AS $$ {body} $$"),
+    ] {
+        let v = probe(&sb, "admin", &["execute", &sql]);
+        assert_eq!(v["ok"], true, "{sql}: {v}");
+    }
+    // Every level's next session is provisioned by the host's login.
+    for level in ["read", "write", "admin"] {
+        assert_eq!(
+            probe(&sb, level, &["query", "SELECT 1"])["ok"],
+            true,
+            "{level}"
+        );
+    }
+    assert!(
+        !std::path::Path::new(&file).exists(),
+        "the planted code ran with the host's login"
+    );
 }
 
 #[test]
@@ -279,6 +360,10 @@ fn roles_settings_and_server_objects_are_refused() {
         "CREATE ROLE evil SUPERUSER",
         "ALTER ROLE postgres PASSWORD 'x'",
         "DROP DATABASE postgres",
+        "ALTER DATABASE postgres RENAME TO gone",
+        "REVOKE CONNECT ON DATABASE postgres FROM PUBLIC",
+        "ALTER FUNCTION pg_catalog.now() SECURITY DEFINER",
+        "SELECT ts_stat('select set_config(''statement_timeout'', ''0'', false)::tsvector')",
     ] {
         refused(&probe(&sb, "admin", &["execute", sql]), sql);
     }

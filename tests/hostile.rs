@@ -356,7 +356,8 @@ fn a_host_call_flood_is_stopped_and_the_audit_log_stays_small() {
             .filter(|e| e["capability"] == "fs" && e["outcome"] != "limit")
             .map(|e| e["repeated"].as_u64().unwrap_or(1))
             .sum();
-        assert_eq!(counted, 20_000, "{attack}: open + stats");
+        // The call that crossed the limit happened, and is audited too.
+        assert_eq!(counted, 20_001, "{attack}: open + stats");
         assert!(
             audit.iter().any(|e| e["outcome"] == "limit"),
             "{attack}: the limit is audited"
@@ -370,4 +371,34 @@ fn a_huge_argument_is_reported_as_a_limit() {
     let out = sb.run(&plugin("hostile"), &["--memory-mib", "1024"], &["huge-arg"]);
     assert_eq!(out.code, LIMIT, "{}", out.combined());
     assert!(out.stderr.contains("copy limit"), "{}", out.stderr);
+}
+
+#[test]
+fn confirm_floods_and_huge_names_cannot_flood_the_audit_log() {
+    for attack in ["confirm-flood", "big-names"] {
+        let sb = sandbox();
+        let out = sb.run(
+            &plugin("hostile"),
+            &["--max-host-calls", "1000", "--memory-mib", "256"],
+            &[attack],
+        );
+        assert_eq!(out.code, LIMIT, "{attack}: {}", out.combined());
+        assert!(
+            out.stderr.contains("host call limit reached"),
+            "{attack}: {}",
+            out.stderr
+        );
+        let size = std::fs::metadata(sb.path("audit.ndjson"))
+            .expect("audit")
+            .len();
+        assert!(
+            size < 1 << 20,
+            "{attack}: the audit log grew to {size} bytes"
+        );
+        assert!(
+            sb.audit().len() <= 1010,
+            "{attack}: {} lines",
+            sb.audit().len()
+        );
+    }
 }

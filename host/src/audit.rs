@@ -134,6 +134,15 @@ impl AuditLog {
     /// Append one event. An audit line that cannot be written is an error
     /// the caller must act on (the run stops: no unaudited host calls).
     pub fn record(&self, event: &Event<'_>) -> anyhow::Result<()> {
+        // Plugin-chosen names and messages are clipped: a line stays small.
+        let resource = clip(event.resource);
+        let detail = event.detail.map(clip);
+        let clipped = Event {
+            resource: &resource,
+            detail: detail.as_deref(),
+            ..event.clone()
+        };
+        let event = &clipped;
         let key = serde_json::to_string(&(
             &event.plugin.sha256,
             event.capability,
@@ -150,6 +159,10 @@ impl AuditLog {
             if let Some(r) = sink.last.as_mut().filter(|r| r.key == key) {
                 r.count += 1;
                 r.duration_us = r.duration_us.saturating_add(event.duration_us);
+                // Written now and then, so a killed run loses few repeats.
+                if r.count >= FLUSH_REPEATS_EVERY {
+                    sink.flush_repeats()?;
+                }
                 return Ok(());
             }
             sink.flush_repeats()?;
@@ -184,6 +197,22 @@ impl AuditLog {
         sink.flush_repeats()
             .with_context(|| format!("cannot write the audit log {}", self.path.display()))
     }
+}
+
+/// Repeats of one event are written at least this often.
+const FLUSH_REPEATS_EVERY: u64 = 10_000;
+/// The most of a plugin-chosen field (a name, a path, a message) a line keeps.
+const MAX_FIELD: usize = 256;
+
+fn clip(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= MAX_FIELD {
+        return text.into();
+    }
+    let mut end = MAX_FIELD;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…({} bytes)", &text[..end], text.len()).into()
 }
 
 pub fn now_rfc3339() -> String {

@@ -238,6 +238,22 @@ impl RunContext {
         }
     }
 
+    /// Count one audited call against the run's budget; past it, a trap
+    /// (the first time, with a `limit` audit line).
+    pub fn count_call(&self, capability: &str, verb: &str) -> Result<(), CapError> {
+        let made = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
+        if made <= self.max_calls {
+            return Ok(());
+        }
+        if !self.calls_exceeded.swap(true, Ordering::SeqCst) {
+            let message = self.call_budget_message();
+            let _ = self.event(capability, verb, "limit", Some(&message));
+        }
+        Err(CapError::Trap(wasmtime::Error::msg(
+            self.call_budget_message(),
+        )))
+    }
+
     pub fn call_budget_message(&self) -> String {
         format!("host call limit reached ({} audited calls)", self.max_calls)
     }
@@ -290,19 +306,6 @@ impl Call {
     }
 
     pub fn finish<T>(self, result: Result<T, CapError>) -> Result<T, CapError> {
-        let made = self.ctx.calls.fetch_add(1, Ordering::Relaxed) + 1;
-        if made > self.ctx.max_calls {
-            // The first refused call is audited once; the trap ends the run.
-            if !self.ctx.calls_exceeded.swap(true, Ordering::SeqCst) {
-                let message = self.ctx.call_budget_message();
-                let _ = self
-                    .ctx
-                    .event(self.capability, self.verb, "limit", Some(&message));
-            }
-            return Err(CapError::Trap(wasmtime::Error::msg(
-                self.ctx.call_budget_message(),
-            )));
-        }
         let outcome = match &result {
             Ok(_) => self.outcome.unwrap_or("ok"),
             Err(e) => e.outcome(),
@@ -323,7 +326,9 @@ impl Call {
             duration_us: audit::micros(self.started.elapsed()),
         });
         match written {
-            Ok(()) => result,
+            // The call happened and is audited; past the budget, the run
+            // stops here.
+            Ok(()) => self.ctx.count_call(self.capability, self.verb).and(result),
             // No unaudited host calls: stop the plugin.
             Err(e) => Err(CapError::Trap(wasmtime::Error::msg(format!("{e:#}")))),
         }

@@ -47,6 +47,10 @@ impl Host for HostState {
         self.run
             .event("progress", "confirm", outcome, Some(&question))
             .map_err(|e| wasmtime::Error::msg(format!("{e:#}")))?;
+        // An audited call: it counts against the budget like the others.
+        if let Err(super::CapError::Trap(e)) = self.run.count_call("progress", "confirm") {
+            return Err(e);
+        }
         Ok(match answer {
             Answer::Yes => Confirmation::Yes,
             Answer::Declined => Confirmation::Declined,

@@ -41,6 +41,14 @@ pub struct Target {
     pub tls: Tls,
     /// `sslmode` for the client tools (pg_dump, pg_restore).
     pub sslmode: String,
+    /// Server settings for the session (`-c name=value`), after any the
+    /// URL gives.
+    pub settings: Vec<String>,
+    /// A session that runs the plugin's SQL. Every other session is the
+    /// host's own, with `search_path` locked to `pg_catalog, pg_temp`: a
+    /// function or operator a plugin planted in `public` (or in a schema
+    /// named after the login) must never run with the host's login.
+    pub for_plugin: bool,
 }
 
 impl Target {
@@ -82,10 +90,37 @@ impl Target {
     pub fn with_statement_timeout(&self, timeout: std::time::Duration) -> Self {
         let mut other = self.clone();
         let ms = timeout.as_millis().clamp(1, i32::MAX as u128);
-        other.config.options(format!(
-            "-c statement_timeout={ms} -c idle_in_transaction_session_timeout={ms}"
-        ));
+        other.settings.push(format!("statement_timeout={ms}"));
         other
+            .settings
+            .push(format!("idle_in_transaction_session_timeout={ms}"));
+        other
+    }
+
+    /// The same endpoint, for a session that runs the plugin's SQL.
+    pub fn for_plugin(&self) -> Self {
+        Self {
+            for_plugin: true,
+            ..self.clone()
+        }
+    }
+
+    /// The connection settings the session starts with.
+    fn session_config(&self) -> Config {
+        let mut config = self.config.clone();
+        let mut options: Vec<String> = config
+            .get_options()
+            .map(str::to_string)
+            .into_iter()
+            .collect();
+        // Strings are parsed as the gate parses them.
+        options.push("-c standard_conforming_strings=on".into());
+        if !self.for_plugin {
+            options.push("-c search_path=pg_catalog,pg_temp".into());
+        }
+        options.extend(self.settings.iter().map(|s| format!("-c {s}")));
+        config.options(options.join(" "));
+        config
     }
 
     /// The same server and database, another login.
@@ -204,6 +239,8 @@ pub fn resolve(
         config,
         tls,
         sslmode,
+        settings: Vec::new(),
+        for_plugin: false,
     })
 }
 
@@ -303,9 +340,10 @@ pub async fn connect(target: &Target) -> Result<Client, CapError> {
             super::pg_message(&e)
         ))
     };
+    let session = target.session_config();
     match &target.tls {
         Tls::Disable => {
-            let (client, conn) = target.config.connect(NoTls).await.map_err(fail)?;
+            let (client, conn) = session.connect(NoTls).await.map_err(fail)?;
             tokio::spawn(conn);
             Ok(client)
         }
@@ -313,7 +351,7 @@ pub async fn connect(target: &Target) -> Result<Client, CapError> {
             let config =
                 client_config(tls).map_err(|e| CapError::Failed(format!("TLS setup: {e:#}")))?;
             let connector = tokio_postgres_rustls::MakeRustlsConnect::new(config);
-            let (client, conn) = target.config.connect(connector).await.map_err(fail)?;
+            let (client, conn) = session.connect(connector).await.map_err(fail)?;
             tokio::spawn(conn);
             Ok(client)
         }

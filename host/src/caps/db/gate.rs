@@ -108,12 +108,22 @@ fn outside_function(name: &str) -> Option<&'static str> {
         "set_config",
         "pg_signal_backend",
     ];
-    const DYNAMIC_SQL: [&str; 5] = [
+    const DYNAMIC_SQL: [&str; 7] = [
         "query_to_xml",
         "query_to_xmlschema",
         "query_to_xml_and_xmlschema",
         "cursor_to_xml",
         "cursor_to_xmlschema",
+        "ts_stat",
+        "ts_rewrite",
+    ];
+    // Session-level advisory locks outlive the statement (and would block
+    // the product's own users of them until the plugin's session ends).
+    const SESSION_LOCKS: [&str; 4] = [
+        "pg_advisory_lock",
+        "pg_advisory_lock_shared",
+        "pg_try_advisory_lock",
+        "pg_try_advisory_lock_shared",
     ];
     if SERVER_FILES.contains(&name) {
         Some("reads or writes the server's files")
@@ -121,6 +131,8 @@ fn outside_function(name: &str) -> Option<&'static str> {
         Some("acts on other sessions or the server's settings")
     } else if DYNAMIC_SQL.contains(&name) {
         Some("runs SQL text the gate cannot see")
+    } else if SESSION_LOCKS.contains(&name) {
+        Some("takes a lock that outlives the statement (use the _xact_ variants)")
     } else if name.starts_with("dblink") || name.starts_with("postgres_fdw") {
         Some("reaches other databases")
     } else if name.contains("replication_slot")
@@ -139,6 +151,11 @@ struct Parsed {
     body: Json,
     nested_kinds: Vec<String>,
     functions: Vec<String>,
+    /// Object types named by generic DDL (rename, owner, grant, comment,
+    /// drop, set schema), as libpg_query's `ObjectType` numbers.
+    object_types: Vec<i64>,
+    /// A `SELECT … INTO` anywhere (it creates a table).
+    creates_table: bool,
 }
 
 fn parse(sql: &str) -> Result<Parsed, CapError> {
@@ -165,8 +182,17 @@ fn parse(sql: &str) -> Result<Parsed, CapError> {
         body,
         nested_kinds: Vec::new(),
         functions: Vec::new(),
+        object_types: Vec::new(),
+        creates_table: false,
     };
-    walk(&parsed.body.clone(), &mut parsed);
+    // Walk the statement with its own kind as the key, so that it is seen
+    // like every nested one.
+    let top = Json::Object(
+        [(parsed.kind.clone(), parsed.body.clone())]
+            .into_iter()
+            .collect(),
+    );
+    walk(&top, &mut parsed);
     Ok(parsed)
 }
 
@@ -177,6 +203,21 @@ fn walk(v: &Json, out: &mut Parsed) {
             for (key, value) in map {
                 if key.ends_with("Stmt") && key.starts_with(|c: char| c.is_ascii_uppercase()) {
                     out.nested_kinds.push(key.clone());
+                    let field = match key.as_str() {
+                        "RenameStmt" => Some("rename_type"),
+                        "AlterOwnerStmt" | "AlterObjectSchemaStmt" | "AlterObjectDependsStmt" => {
+                            Some("object_type")
+                        }
+                        "GrantStmt" | "CommentStmt" | "SecLabelStmt" => Some("objtype"),
+                        "DropStmt" => Some("remove_type"),
+                        _ => None,
+                    };
+                    if let Some(t) = field.and_then(|f| value[f].as_i64()) {
+                        out.object_types.push(t);
+                    }
+                }
+                if key == "into_clause" && !value.is_null() {
+                    out.creates_table = true;
                 }
                 if key == "FuncCall" {
                     if let Some(name) = value["funcname"]
@@ -231,10 +272,44 @@ fn check_parsed(p: &Parsed, level: DbLevel, name: &str) -> Result<(), CapError> 
             Needs::Level(_) => {}
         }
     }
-    if p.kind == "SelectStmt" && !p.body["into_clause"].is_null() && level < DbLevel::Admin {
+    if p.creates_table && level < DbLevel::Admin {
         return Err(missing(name, DbLevel::Admin, "SELECT INTO creates a table"));
     }
+    if let Some(t) = p.object_types.iter().find(|t| server_wide_object(**t)) {
+        let what = i32::try_from(*t)
+            .ok()
+            .and_then(|t| pg_query::protobuf::ObjectType::try_from(t).ok())
+            .map_or("object", |o| o.as_str_name());
+        return Err(CapError::Denied(format!(
+            "{}: {what} belongs to the whole server, not to the granted database",
+            p.kind
+        )));
+    }
     check_function_definition(p)
+}
+
+/// Objects that live outside one database: generic DDL (rename, owner,
+/// grant, comment, drop, set schema) on them is refused.
+fn server_wide_object(t: i64) -> bool {
+    use pg_query::protobuf::ObjectType as O;
+    [
+        O::ObjectDatabase,
+        O::ObjectRole,
+        O::ObjectTablespace,
+        O::ObjectFdw,
+        O::ObjectForeignServer,
+        O::ObjectUserMapping,
+        O::ObjectExtension,
+        O::ObjectLanguage,
+        O::ObjectLargeobject,
+        O::ObjectParameterAcl,
+        O::ObjectSubscription,
+        O::ObjectPublication,
+        O::ObjectEventTrigger,
+        O::ObjectAccessMethod,
+    ]
+    .iter()
+    .any(|o| *o as i64 == t)
 }
 
 /// A function an admin plugin defines runs as that plugin's role: never
@@ -244,8 +319,7 @@ fn check_function_definition(p: &Parsed) -> Result<(), CapError> {
     if !p
         .nested_kinds
         .iter()
-        .chain([&p.kind])
-        .any(|k| k == "CreateFunctionStmt")
+        .any(|k| k == "CreateFunctionStmt" || k == "AlterFunctionStmt")
     {
         return Ok(());
     }
@@ -301,7 +375,7 @@ pub fn check_copy(sql: &str, level: DbLevel, name: &str, out: bool) -> Result<St
         )));
     }
     let body = &parsed.body;
-    if body["isProgram"].as_bool() == Some(true) || body["is_program"].as_bool() == Some(true) {
+    if body["is_program"].as_bool() == Some(true) {
         return Err(CapError::Denied(
             "COPY … PROGRAM runs commands on the database server and is refused".into(),
         ));
@@ -312,21 +386,25 @@ pub fn check_copy(sql: &str, level: DbLevel, name: &str, out: bool) -> Result<St
             "COPY with a server file ({file:?}) reaches the server's files and is refused: use TO STDOUT / FROM STDIN"
         )));
     }
-    let from = body["isFrom"]
-        .as_bool()
-        .or_else(|| body["is_from"].as_bool())
-        .unwrap_or(false);
+    let from = body["is_from"].as_bool().unwrap_or(false);
     match (out, from) {
         (true, true) => return Err(CapError::Invalid("copy-out takes COPY … TO STDOUT".into())),
         (false, false) => return Err(CapError::Invalid("copy-in takes COPY … FROM STDIN".into())),
         _ => {}
     }
-    // The COPY itself is read (out) or write (in); its query counts too.
+    // The COPY itself is read (out) or write (in); what is nested in it
+    // counts as usual.
+    let nested_kinds = parsed
+        .nested_kinds
+        .iter()
+        .filter(|k| *k != "CopyStmt")
+        .cloned()
+        .collect();
     let inner = Parsed {
         kind: if out { "SelectStmt" } else { "InsertStmt" }.into(),
         body: Json::Null,
-        nested_kinds: parsed.nested_kinds.clone(),
-        functions: parsed.functions.clone(),
+        nested_kinds,
+        ..parsed
     };
     check_parsed(&inner, level, name)?;
     Ok(if out {
@@ -397,6 +475,10 @@ mod tests {
         ));
         assert!(!ok("EXPLAIN ANALYZE DELETE FROM t", DbLevel::Read));
         assert!(!ok("SELECT 1 INTO newtable", DbLevel::Write));
+        assert!(!ok(
+            "EXPLAIN ANALYZE SELECT 1 INTO newtable",
+            DbLevel::Write
+        ));
         assert!(!ok("SELECT 1; SELECT 2", DbLevel::Admin));
         assert!(!ok("SELEC 1", DbLevel::Admin));
     }
@@ -415,6 +497,9 @@ mod tests {
             "SELECT pg_reload_conf()",
             "SELECT dblink_connect('dbname=postgres')",
             "SELECT 1 FROM t WHERE x IN (SELECT pg_cancel_backend(1))",
+            "SELECT ts_stat('select set_config(''statement_timeout'', ''0'', false)')",
+            "SELECT ts_rewrite('a'::tsquery, 'select pg_terminate_backend(1)')",
+            "SELECT pg_advisory_lock(1)",
         ] {
             assert!(
                 matches!(
@@ -445,6 +530,15 @@ mod tests {
             "LOAD 'x'",
             "CREATE FUNCTION f() RETURNS int LANGUAGE sql SECURITY DEFINER AS $$ SELECT 1 $$",
             "CREATE FUNCTION f() RETURNS int LANGUAGE c AS 'lib', 'f'",
+            "ALTER FUNCTION f() SECURITY DEFINER",
+            "ALTER DATABASE other RENAME TO x",
+            "ALTER DATABASE other OWNER TO me",
+            "REVOKE CONNECT ON DATABASE other FROM PUBLIC",
+            "DROP EXTENSION plpgsql",
+            "DROP SERVER s",
+            "COMMENT ON DATABASE other IS 'x'",
+            "ALTER ROLE me RENAME TO x",
+            "GRANT USAGE ON FOREIGN SERVER s TO me",
         ] {
             assert!(check_statement(sql, DbLevel::Admin, "a").is_err(), "{sql}");
         }
@@ -452,6 +546,15 @@ mod tests {
             "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$",
             DbLevel::Admin
         ));
+        for sql in [
+            "ALTER TABLE t RENAME TO u",
+            "DROP TABLE t",
+            "GRANT SELECT ON t TO PUBLIC",
+            "COMMENT ON TABLE t IS 'x'",
+            "ALTER FUNCTION f() SECURITY INVOKER",
+        ] {
+            assert!(ok(sql, DbLevel::Admin), "{sql}");
+        }
     }
 
     #[test]

@@ -221,12 +221,13 @@ impl RunContext {
         name: &str,
         target: &Target,
         level: DbLevel,
+        role_db: &str,
     ) -> Result<Client, CapError> {
         let left = self
             .deadline
             .saturating_duration_since(std::time::Instant::now())
             .max(std::time::Duration::from_secs(1));
-        let (client, login) = roles::plugin_session(target, level, left, name).await?;
+        let (client, login) = roles::plugin_session(target, level, left, name, role_db).await?;
         self.db_sessions.register(&client, &login);
         Ok(client)
     }
@@ -375,7 +376,7 @@ impl ByteSink for CopyIn {
             self.sink
                 .send(bytes::Bytes::from(data))
                 .await
-                .map_err(|e| pg_error(&self.name, e))
+                .map_err(|e| statement_error(&self.name, e))
         })
     }
 
@@ -386,7 +387,7 @@ impl ByteSink for CopyIn {
                 .finish()
                 .await
                 .map(drop)
-                .map_err(|e| pg_error(&self.name, e))
+                .map_err(|e| statement_error(&self.name, e))
         })
     }
 }
@@ -424,7 +425,9 @@ impl wit::Host for HostState {
         let opened = async {
             let level = run.db_level(&name, DbLevel::Read, "connect")?;
             let (target, _) = run.db_target(&name, level).await?;
-            let client = run.plugin_session(&name, &target, level).await?;
+            let client = run
+                .plugin_session(&name, &target, level, target.dbname())
+                .await?;
             if level == DbLevel::Read {
                 // Every statement also gets an explicit READ ONLY transaction;
                 // this makes the session default agree.
@@ -452,7 +455,12 @@ impl wit::Host for HostState {
             let (target, _) = run.db_target(&name, level).await?;
             gate::check_database_name(target.dbname(), &database, &name)?;
             let client = run
-                .plugin_session(&name, &target.with_dbname(&database), level)
+                .plugin_session(
+                    &name,
+                    &target.with_dbname(&database),
+                    level,
+                    target.dbname(),
+                )
                 .await?;
             Ok(Connection::new(&name, level, client))
         }
@@ -937,7 +945,8 @@ async fn database_ddl(client: &Client, sql: &str, name: &str) -> Result<(), CapE
                 attempt += 1;
                 tokio::time::sleep(std::time::Duration::from_millis(300)).await;
             }
-            done => return done.map_err(|e| pg_error(name, e)),
+            // A lost connection leaves it unknown whether it happened.
+            done => return done.map_err(|e| statement_error(name, e)),
         }
     }
 }
@@ -986,7 +995,7 @@ impl HostState {
             s.client
                 .batch_execute(sql)
                 .await
-                .map_err(|e| pg_error(&s.name, e))
+                .map_err(|e| statement_error(&s.name, e))
         }
         .await;
         // Whatever the outcome, the transaction is over.

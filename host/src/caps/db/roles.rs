@@ -20,17 +20,25 @@
 //!   every role's password verifier, on every database);
 //! - `opshost_<db>_write`: also INSERT, UPDATE, DELETE and sequences;
 //! - `opshost_<db>_admin`: also CREATE and TEMP on the database and CREATE
-//!   on its `public` schema, and membership in the database's owner role
-//!   when that owner holds no server-level power itself.
+//!   on its `public` schema (DDL on what it creates; never membership in the
+//!   owner role, which may own other databases too).
 //!
+//! `<db>` is the granted database: sessions on its `<db>_<suffix>` siblings
+//! (a restore being verified) use the same roles, granted there too.
 //! Their passwords are derived (HMAC-SHA256) from the operator's password
 //! and the role's name: stable across runs and processes, never stored,
 //! never shown to a plugin or the audit log, and changed with the
-//! operator's password. Every session is checked before the plugin gets it;
-//! one whose role holds a power is refused.
+//! operator's password. The server only ever receives a SCRAM verifier
+//! computed here, so no password appears in a server log. Provisioning runs
+//! in one transaction under an advisory lock (concurrent runs wait for each
+//! other), through a session whose `search_path` is `pg_catalog, pg_temp`
+//! (nothing a plugin planted can run as the operator's login). Every
+//! session is checked before the plugin gets it; one whose role holds a
+//! power is refused.
 
 use std::time::Duration;
 
+use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
@@ -41,10 +49,12 @@ use super::{pg_message, quote_ident};
 use crate::policy::DbLevel;
 
 /// The server-level powers `$1` holds, directly or through membership.
+/// `pg_read_all_data` counts: it reads `pg_authid` (password verifiers).
 const POWERS: &str = "SELECT r.rolname::text, r.rolsuper, r.rolcreaterole, r.rolreplication \
-     FROM pg_roles r WHERE pg_has_role($1::name, r.oid, 'MEMBER') \
-     AND (r.rolsuper OR r.rolcreaterole OR r.rolreplication OR r.rolname IN \
-     ('pg_read_server_files', 'pg_write_server_files', 'pg_execute_server_program', 'pg_signal_backend')) \
+     FROM pg_catalog.pg_roles r WHERE pg_catalog.pg_has_role($1::text::name, r.oid, 'MEMBER') \
+     AND (r.rolsuper OR r.rolcreaterole OR r.rolreplication OR r.rolname::text = ANY (ARRAY[\
+     'pg_read_server_files', 'pg_write_server_files', 'pg_execute_server_program', 'pg_signal_backend', \
+     'pg_read_all_data', 'pg_write_all_data', 'pg_create_subscription'])) \
      ORDER BY 1";
 
 fn failed(what: &str, e: tokio_postgres::Error) -> CapError {
@@ -115,19 +125,67 @@ pub fn role_name(db: &str, level: DbLevel) -> String {
     format!("opshost_{base}_{level}")
 }
 
+fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    // HMAC takes keys of any length: new_from_slice cannot fail for it.
+    let mut mac = match Hmac::<Sha256>::new_from_slice(key) {
+        Ok(m) => m,
+        Err(_) => unreachable!("HMAC-SHA256 accepts any key length"),
+    };
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().into()
+}
+
 /// HMAC-SHA256(operator password, role name): the same in every run, never
 /// written anywhere. No operator password: no role password either (the
 /// server then authenticates both the same way: trust, peer, certificates).
 fn password_for(operator: &Target, role: &str) -> Option<String> {
     let key = operator.password()?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).ok()?;
-    mac.update(b"opshost plugin role ");
-    mac.update(role.as_bytes());
-    Some(hex::encode(mac.finalize().into_bytes()))
+    Some(hex::encode(hmac_sha256(
+        key.as_bytes(),
+        &[b"opshost plugin role ", role.as_bytes()],
+    )))
 }
 
-/// Create or reset `role` with exactly the rights of `level`, through the
-/// operator's session on the granted database.
+/// The SCRAM-SHA-256 verifier PostgreSQL stores for `password` (RFC 5802/
+/// 7677, as `password_encryption = scram-sha-256` makes it): what the host
+/// sends instead of the password. The salt is derived too, so the verifier
+/// is the same in every run.
+fn scram_verifier(password: &str, role: &str) -> String {
+    const ITERATIONS: u32 = 4096;
+    let salt = &hmac_sha256(password.as_bytes(), &[b"opshost salt ", role.as_bytes()])[..16];
+    // PBKDF2-HMAC-SHA256 with one output block (32 bytes).
+    let mut u = hmac_sha256(password.as_bytes(), &[salt, &1u32.to_be_bytes()]);
+    let mut salted = u;
+    for _ in 1..ITERATIONS {
+        u = hmac_sha256(password.as_bytes(), &[&u]);
+        salted.iter_mut().zip(u).for_each(|(s, x)| *s ^= x);
+    }
+    let client_key = hmac_sha256(&salted, &[b"Client Key"]);
+    let stored_key = Sha256::digest(client_key);
+    let server_key = hmac_sha256(&salted, &[b"Server Key"]);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    format!(
+        "SCRAM-SHA-256${ITERATIONS}:{}${}:{}",
+        b64.encode(salt),
+        b64.encode(stored_key),
+        b64.encode(server_key)
+    )
+}
+
+fn password_clause(password: Option<&str>, role: &str) -> String {
+    match password {
+        // Base64 and `$:` only: safe inside a literal (utility statements
+        // take no parameters).
+        Some(p) => format!("PASSWORD '{}'", scram_verifier(p, role)),
+        None => "PASSWORD NULL".into(),
+    }
+}
+
+/// Create `role` if missing and give it exactly the rights of `level` on
+/// the database `admin` is connected to, in one transaction that waits for
+/// any other run provisioning on this server.
 async fn provision(
     admin: &Client,
     role: &str,
@@ -135,39 +193,72 @@ async fn provision(
     level: DbLevel,
 ) -> Result<(), CapError> {
     let r = quote_ident(role);
-    // Hex digits only: safe inside a literal (utility statements take no
-    // parameters).
-    let pw = match password {
-        Some(p) => format!("PASSWORD '{p}'"),
-        None => "PASSWORD NULL".into(),
-    };
-    let exists = admin
-        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
+    admin
+        .batch_execute("BEGIN; SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('opshost plugin roles'))")
         .await
-        .map_err(|e| failed("looking up the plugin role", e))?
-        .is_some();
-    let mut sql = vec![if exists {
-        // Only attributes a CREATEROLE (non-superuser) login may set; the
-        // check after login refuses a role someone made more powerful.
-        format!("ALTER ROLE {r} WITH LOGIN INHERIT NOCREATEDB NOCREATEROLE {pw}")
+        .map_err(|e| failed("locking the plugin roles", e))?;
+    let result = grants(admin, role, &r, password, level).await;
+    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    admin
+        .batch_execute(end)
+        .await
+        .map_err(|e| failed("provisioning the plugin role", e))?;
+    result
+}
+
+async fn grants(
+    admin: &Client,
+    role: &str,
+    r: &str,
+    password: Option<&str>,
+    level: DbLevel,
+) -> Result<(), CapError> {
+    let query = |sql: &'static str| async move {
+        admin
+            .query(sql, &[&role])
+            .await
+            .map_err(|e| failed("reading the catalog", e))
+    };
+    let mut sql = Vec::new();
+    let exists = !query("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname::text = $1::text")
+        .await?
+        .is_empty();
+    if !exists {
+        sql.push(format!(
+            "CREATE ROLE {r} WITH LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION CONNECTION LIMIT 32 {}",
+            password_clause(password, role)
+        ));
+    }
+    // Left over from an older opshost, or granted by hand: they read
+    // every database and pg_authid.
+    let inherited = if exists {
+        query(
+            "SELECT rolname::text FROM pg_catalog.pg_roles WHERE rolname::text = ANY (ARRAY['pg_read_all_data', 'pg_write_all_data']) \
+             AND pg_catalog.pg_has_role($1::text::name, oid, 'MEMBER')",
+        )
+        .await?
     } else {
-        format!("CREATE ROLE {r} WITH LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION {pw}")
-    }];
-    // Not pg_read_all_data: it also reads pg_authid (every role's password
-    // verifier) and pg_user_mapping. Rights on this database's own schemas
-    // only, granted again at every session so new tables are covered.
-    sql.push(format!(
-        "REVOKE pg_read_all_data, pg_write_all_data FROM {r}"
-    ));
+        Vec::new()
+    };
+    for row in inherited {
+        sql.push(format!(
+            "REVOKE {} FROM {r}",
+            quote_ident(&row.get::<_, String>(0))
+        ));
+    }
+    // Rights on this database's own schemas only, granted again at every
+    // session so that new tables are covered.
     let schemas = admin
         .query(
-            "SELECT nspname::text FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' ORDER BY 1",
+            "SELECT nspname::text FROM pg_catalog.pg_namespace \
+             WHERE NOT starts_with(nspname::text, 'pg_') AND nspname::text <> 'information_schema' ORDER BY 1",
             &[],
         )
         .await
         .map_err(|e| failed("listing the database's schemas", e))?;
-    for row in schemas {
-        let schema = quote_ident(&row.get::<_, String>(0));
+    let names: Vec<String> = schemas.iter().map(|row| row.get::<_, String>(0)).collect();
+    for name in &names {
+        let schema = quote_ident(name);
         sql.push(format!("GRANT USAGE ON SCHEMA {schema} TO {r}"));
         sql.push(format!(
             "GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {r}"
@@ -186,7 +277,7 @@ async fn provision(
     }
     if level == DbLevel::Admin {
         let db: String = admin
-            .query_one("SELECT current_database()::text", &[])
+            .query_one("SELECT pg_catalog.current_database()::text", &[])
             .await
             .map_err(|e| failed("reading the database name", e))?
             .get(0);
@@ -194,60 +285,49 @@ async fn provision(
             "GRANT CREATE, TEMPORARY ON DATABASE {} TO {r}",
             quote_ident(&db)
         ));
-        sql.push(format!("GRANT USAGE, CREATE ON SCHEMA public TO {r}"));
+        if names.iter().any(|n| n == "public") {
+            sql.push(format!("GRANT CREATE ON SCHEMA public TO {r}"));
+        }
     }
     for statement in sql {
-        match admin.batch_execute(&statement).await {
-            Ok(()) => {}
-            // CREATE ROLE racing another run's: the other one made it.
-            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_OBJECT) => {}
-            Err(e) => {
-                return Err(failed(
-                    &format!("provisioning the plugin role {role} ({statement:.40}…)"),
-                    e,
-                ))
-            }
-        }
-    }
-    if level == DbLevel::Admin {
-        // Owner-level DDL when the owner is an ordinary role; a superuser
-        // owner (the bundled database) is never reachable from a plugin.
-        let owner: String = admin
-            .query_one(
-                "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = current_database()",
-                &[],
+        admin.batch_execute(&statement).await.map_err(|e| {
+            // The statement may hold a verifier: name its start only.
+            failed(
+                &format!(
+                    "provisioning the plugin role {role} ({}…)",
+                    statement.chars().take(40).collect::<String>()
+                ),
+                e,
             )
-            .await
-            .map_err(|e| failed("reading the database owner", e))?
-            .get(0);
-        if powers_of(admin, &owner).await?.is_empty() && owner != role {
-            admin
-                .batch_execute(&format!("GRANT {} TO {r}", quote_ident(&owner)))
-                .await
-                .map_err(|e| failed(&format!("granting {owner} to {role}"), e))?;
-        }
+        })?;
     }
     Ok(())
 }
 
 /// A session for the plugin at `level`, as a role without server-level
-/// powers, every statement bounded by `statement_timeout`.
+/// powers, every statement bounded by `statement_timeout`. `role_db` is
+/// the granted database, whose roles also serve its siblings.
 pub async fn plugin_session(
     operator: &Target,
     level: DbLevel,
     statement_timeout: Duration,
     resource: &str,
+    role_db: &str,
 ) -> Result<(Client, Target), CapError> {
-    let operator = operator.with_statement_timeout(statement_timeout);
-    let client = connect::connect(&operator).await?;
+    let client = connect::connect(operator).await?;
     let login = session_user(&client).await?;
     let powers = powers_of(&client, &login).await?;
+    let plugin_side = operator
+        .for_plugin()
+        .with_statement_timeout(statement_timeout);
     if powers.is_empty() {
-        return Ok((client, operator));
+        drop(client);
+        let session = connect::connect(&plugin_side).await?;
+        return Ok((session, plugin_side));
     }
     let may_create_roles = client
         .query_one(
-            "SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = session_user",
+            "SELECT rolsuper OR rolcreaterole FROM pg_catalog.pg_roles WHERE rolname = session_user",
             &[],
         )
         .await
@@ -259,19 +339,30 @@ pub async fn plugin_session(
             powers.join(", ")
         )));
     }
-    let role = role_name(operator.dbname(), level);
-    let password = password_for(&operator, &role);
-    let provisioned = provision(&client, &role, password.as_deref(), level).await;
-    if provisioned.is_err() {
-        // Two runs granting at once may collide ("tuple concurrently
-        // updated"): once more, then give up with the message.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        provision(&client, &role, password.as_deref(), level).await?;
-    }
+    let role = role_name(role_db, level);
+    let password = password_for(operator, &role);
+    provision(&client, &role, password.as_deref(), level).await?;
+    let restricted = plugin_side.with_login(&role, password.as_deref());
+    let session = match connect::connect(&restricted).await {
+        Ok(s) => s,
+        // The role predates a change of the operator's password: reset it.
+        Err(_) if password.is_some() => {
+            client
+                .batch_execute(&format!(
+                    "ALTER ROLE {} WITH {}",
+                    quote_ident(&role),
+                    password_clause(password.as_deref(), &role)
+                ))
+                .await
+                .map_err(|e| failed(&format!("resetting the password of {role}"), e))?;
+            connect::connect(&restricted).await?
+        }
+        Err(e) => return Err(e),
+    };
+    // Checked through the host's own session (its search_path is locked):
+    // nothing the plugin planted in its database can answer for the catalog.
+    let left = powers_of(&client, &role).await?;
     drop(client);
-    let restricted = operator.with_login(&role, password.as_deref());
-    let session = connect::connect(&restricted).await?;
-    let left = powers_of(&session, &role).await?;
     if !left.is_empty() {
         return Err(CapError::Denied(format!(
             "the plugin role {role} holds server-level powers ({}): someone granted them; revoke them (REVOKE … FROM {role}) or drop the role and let opshost make it again",
@@ -306,5 +397,15 @@ mod tests {
         assert!(role_name("My-DB", DbLevel::Read)
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
+    }
+
+    #[test]
+    fn the_scram_verifier_is_postgresqls_format_and_stable() {
+        let v = scram_verifier("secret", "opshost_x_read");
+        assert!(v.starts_with("SCRAM-SHA-256$4096:"), "{v}");
+        assert_eq!(v.matches('$').count(), 2);
+        assert_eq!(v, scram_verifier("secret", "opshost_x_read"));
+        assert_ne!(v, scram_verifier("other", "opshost_x_read"));
+        assert!(!v.contains("secret"));
     }
 }

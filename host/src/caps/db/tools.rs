@@ -21,6 +21,15 @@ use super::super::container::scope::engine_error;
 use super::super::CapError;
 use super::connect::Target;
 
+/// A spawned task that ends with its owner.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Where the tools run.
 pub enum Runner {
     Host,
@@ -131,13 +140,15 @@ async fn in_container(
             "{tool}: the engine detached the exec"
         )));
     };
+    // Aborted if this call is dropped (the plugin was stopped): the tool
+    // then sees its input end, instead of being fed on after the run.
     let feeder = input.map(|file| {
-        tokio::spawn(async move {
+        AbortOnDrop(tokio::spawn(async move {
             let mut file = tokio::fs::File::from_std(file);
             let copied = tokio::io::copy(&mut file, &mut stdin).await;
             let _ = stdin.shutdown().await;
             copied.map(drop)
-        })
+        }))
     });
     let (mut collected, mut stderr) = (Vec::new(), Vec::new());
     while let Some(frame) = frames.next().await {
@@ -151,8 +162,8 @@ async fn in_container(
             LogOutput::StdIn { .. } => {}
         }
     }
-    if let Some(feeder) = feeder {
-        let fed = feeder
+    if let Some(mut feeder) = feeder {
+        let fed = (&mut feeder.0)
             .await
             .map_err(|e| CapError::Failed(format!("{tool} stdin: {e}")))?;
         match fed {

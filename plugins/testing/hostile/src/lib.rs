@@ -138,6 +138,23 @@ impl opshost_sdk::Operation for Hostile {
                     let _ = dir.stat("missing.txt");
                 }
             }
+            "confirm-flood" => {
+                // Alternating questions defeat folding: the budget must hold.
+                let mut question = "";
+                loop {
+                    let _ = progress::confirm(question);
+                    question = if question.is_empty() { "a" } else { "" };
+                }
+            }
+            "big-names" => {
+                // Huge plugin-chosen names in audited calls: lines are clipped.
+                let names = ["x".repeat(1 << 20), "y".repeat(1 << 20)];
+                let mut i = 0usize;
+                loop {
+                    let _ = fs::open(&names[i % 2]);
+                    i += 1;
+                }
+            }
             "huge-arg" => {
                 // 200 MiB in one host call: past wasmtime's copy limit.
                 let huge = "x".repeat(200 << 20);
