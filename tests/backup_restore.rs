@@ -503,17 +503,8 @@ fn a_backup_made_by_the_vendor_script_restores() {
 
 /// Start `plugin` and kill -9 the opshost process once `when` says so.
 fn run_and_kill(sb: &Sandbox, name: &str, args: &[&str], when: impl Fn(&str) -> bool) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_opshost"))
-        .arg("run")
-        .arg(plugin(name))
-        .arg("--config")
-        .arg(sb.path("config.toml"))
-        .arg("--policy")
-        .arg(sb.path("policy.toml"))
-        .arg("--audit-log")
-        .arg(sb.path("audit.ndjson"))
-        .args(["--json", "--timeout", "10m", "--"])
-        .args(args)
+    let mut child = sb
+        .command(&plugin(name), &["--json", "--timeout", "10m"], args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -927,17 +918,7 @@ fn backups_are_owner_only_whatever_the_umask() {
 
 /// Start `plugin` in the background; its output once it ends.
 fn spawn(sb: &Sandbox, name: &str, args: &[&str]) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_opshost"))
-        .arg("run")
-        .arg(plugin(name))
-        .arg("--config")
-        .arg(sb.path("config.toml"))
-        .arg("--policy")
-        .arg(sb.path("policy.toml"))
-        .arg("--audit-log")
-        .arg(sb.path("audit.ndjson"))
-        .args(["--json", "--timeout", "10m", "--"])
-        .args(args)
+    sb.command(&plugin(name), &["--json", "--timeout", "10m"], args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

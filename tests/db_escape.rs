@@ -211,6 +211,17 @@ fn the_database_refuses_what_the_gate_cannot_see() {
         ),
         "SECURITY DEFINER",
     );
+    refused(
+        &probe(
+            &sb,
+            "write",
+            &[
+                "execute",
+                "CREATE FUNCTION g() RETURNS int LANGUAGE sql SECURITY DEFINER AS $$ SELECT 1 $$",
+            ],
+        ),
+        "SECURITY DEFINER at write",
+    );
     assert!(!sb.audited("db", "denied").is_empty());
 }
 
@@ -220,22 +231,12 @@ fn sessions_of_others_cannot_be_ended() {
     // The victim runs as the very same plugin role (read), in the same
     // database: the role may signal its own sessions, so only the gate
     // stands between them; and a superuser session in another database.
-    let mut victim = Command::new(env!("CARGO_BIN_EXE_opshost"))
-        .arg("run")
-        .arg(plugin("dbprobe-read"))
-        .arg("--config")
-        .arg(sb.path("config.toml"))
-        .arg("--policy")
-        .arg(sb.path("policy.toml"))
-        .arg("--audit-log")
-        .arg(sb.path("victim-audit.ndjson"))
-        .args([
-            "--timeout",
-            "60s",
-            "--",
-            "query",
-            "SELECT pg_sleep(30) /* opshost-victim */",
-        ])
+    let mut victim = sb
+        .command(
+            &plugin("dbprobe-read"),
+            &["--timeout", "60s"],
+            &["query", "SELECT pg_sleep(30) /* opshost-victim */"],
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -19,4 +19,14 @@ OPSHOST_TEST_STANDIN=$(tests/standin-up.sh)
 export OPSHOST_TEST_STANDIN OPSHOST_TEST_STANDIN_PROJECT=opshost-test
 export OPSHOST_TEST_STANDIN_EXT=$OPSHOST_TEST_STANDIN-ext OPSHOST_TEST_STANDIN_EXT_PROJECT=opshost-ext
 # The host, plus the unit tests of the plugins and the stand-in (native).
-cargo test --release -p opshost -p agledger-ops -p backup -p restore -p vault-scan -p agledger-standin "$@"
+log=$(mktemp /tmp/opshost-tests.XXXXXX)
+set +e
+cargo test --release -p opshost -p agledger-ops -p backup -p restore -p vault-scan -p agledger-standin "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One line for the whole run: cargo prints a result per test binary, and the
+# last of them is a doc-test run with nothing in it.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+rm -f "$log"
+exit "$status"

@@ -180,6 +180,11 @@ impl Sandbox {
 
     /// `opshost run PLUGIN` with this sandbox's files, then `flags`, then `-- args`.
     pub fn run(&self, plugin_path: &Path, flags: &[&str], args: &[&str]) -> Output {
+        run_command(self.command(plugin_path, flags, args))
+    }
+
+    /// The command `run` runs, for a test that starts it in the background.
+    pub fn command(&self, plugin_path: &Path, flags: &[&str], args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_opshost"));
         cmd.arg("run")
             .arg(plugin_path)
@@ -196,7 +201,7 @@ impl Sandbox {
             cmd.arg("--").args(args);
         }
         cmd.env("OPSHOST_TEST_SECRET", "host-env-secret-42");
-        run_command(cmd)
+        cmd
     }
 
     pub fn audit(&self) -> Vec<serde_json::Value> {
