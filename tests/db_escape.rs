@@ -176,27 +176,48 @@ fn server_files_and_programs_stay_out_of_reach() {
 
 #[test]
 fn the_database_refuses_what_the_gate_cannot_see() {
-    let (sb, _) = sandbox("dynamic");
+    let (sb, name) = sandbox("dynamic");
     let file = marker("plpgsql");
-    // The gate sees only a string body; the database checks the privilege
-    // when the function runs, as the plugin's role.
-    let create = format!(
-        "CREATE FUNCTION sneak() RETURNS text LANGUAGE plpgsql AS $$ BEGIN \
-         EXECUTE 'COPY (SELECT 1) TO ''{file}'''; RETURN pg_read_file('/etc/hostname'); END $$"
+    // A function the database already has (here made by its superuser) runs
+    // SQL the gate cannot see: the database checks the privilege when it
+    // runs, as the plugin's role.
+    psql(
+        &name,
+        &format!(
+            "CREATE FUNCTION sneak() RETURNS text LANGUAGE plpgsql AS $$ BEGIN \
+             EXECUTE 'COPY (SELECT 1) TO ''{file}'''; RETURN pg_read_file('/etc/hostname'); END $$"
+        ),
     );
-    assert_eq!(probe(&sb, "admin", &["execute", &create])["ok"], true);
-    let v = probe(&sb, "admin", &["query", "SELECT sneak()"]);
-    refused(&v, "a function reading server files");
+    for level in ["read", "admin"] {
+        let v = probe(&sb, level, &["query", "SELECT sneak()"]);
+        refused(&v, "a function reading server files");
+        let error = v["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("permission denied") || error.contains("must be superuser"),
+            "{level}: {v}"
+        );
+    }
+    // An admin plugin cannot plant functions where the product (logged in
+    // as the same superuser) would find them: no CREATE in its schemas.
+    let v = probe(
+        &sb,
+        "admin",
+        &[
+            "execute",
+            "CREATE FUNCTION public.planted() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$",
+        ],
+    );
+    refused(&v, "creating a function in public");
     assert!(
         v["error"]
             .as_str()
             .unwrap_or_default()
-            .contains("permission denied")
-            || v["error"]
-                .as_str()
-                .unwrap_or_default()
-                .contains("must be superuser"),
+            .contains("permission denied"),
         "{v}"
+    );
+    refused(
+        &probe(&sb, "admin", &["execute", "CREATE SCHEMA postgres"]),
+        "a schema",
     );
     assert!(!std::path::Path::new(&file).exists());
     // SECURITY DEFINER would run as its owner for whoever calls it later.
@@ -312,13 +333,15 @@ fn sessions_of_others_cannot_be_ended() {
 
 #[test]
 fn a_trap_planted_for_the_host_never_runs_with_its_login() {
-    // An admin plugin plants objects that would run if the host's own
-    // (superuser) session resolved names through `public` or a schema
-    // named after its login: operators its catalog queries use, and a
-    // function of the same name in schema "postgres".
-    let (sb, _) = sandbox("trap");
+    // Objects that would run if the host's own (superuser) session resolved
+    // names through `public` or a schema named after its login: operators
+    // its catalog queries use, and a function of the same name in schema
+    // "postgres".
+    let (sb, name) = sandbox("trap");
     let file = marker("trap");
     let body = format!("BEGIN EXECUTE 'COPY (SELECT 1) TO ''{file}'''; RETURN true; END");
+    // Planted by hand (a plugin cannot create anything there): the test is
+    // that the host's own sessions never resolve names through them.
     for sql in [
         format!("CREATE FUNCTION public.trap(name, name) RETURNS bool LANGUAGE plpgsql AS $$ {body} $$"),
         format!("CREATE FUNCTION public.trap2(name, text) RETURNS bool LANGUAGE plpgsql AS $$ {body} $$"),
@@ -327,8 +350,7 @@ fn a_trap_planted_for_the_host_never_runs_with_its_login() {
         "CREATE SCHEMA postgres".to_string(),
         format!("CREATE FUNCTION postgres.starts_with(text, text) RETURNS bool LANGUAGE plpgsql AS $$ {body} $$"),
     ] {
-        let v = probe(&sb, "admin", &["execute", &sql]);
-        assert_eq!(v["ok"], true, "{sql}: {v}");
+        psql(&name, &sql);
     }
     // Every level's next session is provisioned by the host's login.
     for level in ["read", "write", "admin"] {

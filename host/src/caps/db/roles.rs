@@ -19,9 +19,11 @@
 //!   tables and sequences (not `pg_read_all_data`: it reads `pg_authid`,
 //!   every role's password verifier, on every database);
 //! - `opshost_<db>_write`: also INSERT, UPDATE, DELETE and sequences;
-//! - `opshost_<db>_admin`: also CREATE and TEMP on the database and CREATE
-//!   on its `public` schema (DDL on what it creates; never membership in the
-//!   owner role, which may own other databases too).
+//! - `opshost_<db>_admin`: also TEMP on the database. No CREATE anywhere:
+//!   the product logs in as the same superuser, and a function or operator
+//!   planted where its search_path looks (`public`, a schema named after
+//!   it) would run with its rights. Never membership in the owner role,
+//!   which may own other databases too.
 //!
 //! `<db>` is the granted database: sessions on its `<db>_<suffix>` siblings
 //! (a restore being verified) use the same roles, granted there too.
@@ -275,19 +277,23 @@ async fn grants(
             ));
         }
     }
+    // No CREATE anywhere, at any level: where the login is a superuser, the
+    // product logs in as it too, and a function or operator created in a
+    // schema on its search_path (`public`, or a schema named after it)
+    // would run with its rights. Admin gets temporary objects only; the
+    // product's own migrations run in its migrate container.
+    let db: String = admin
+        .query_one("SELECT pg_catalog.current_database()::text", &[])
+        .await
+        .map_err(|e| failed("reading the database name", e))?
+        .get(0);
+    let db = quote_ident(&db);
+    sql.push(format!("REVOKE CREATE ON DATABASE {db} FROM {r}"));
+    if names.iter().any(|n| n == "public") {
+        sql.push(format!("REVOKE CREATE ON SCHEMA public FROM {r}"));
+    }
     if level == DbLevel::Admin {
-        let db: String = admin
-            .query_one("SELECT pg_catalog.current_database()::text", &[])
-            .await
-            .map_err(|e| failed("reading the database name", e))?
-            .get(0);
-        sql.push(format!(
-            "GRANT CREATE, TEMPORARY ON DATABASE {} TO {r}",
-            quote_ident(&db)
-        ));
-        if names.iter().any(|n| n == "public") {
-            sql.push(format!("GRANT CREATE ON SCHEMA public TO {r}"));
-        }
+        sql.push(format!("GRANT TEMPORARY ON DATABASE {db} TO {r}"));
     }
     for statement in sql {
         admin.batch_execute(&statement).await.map_err(|e| {
