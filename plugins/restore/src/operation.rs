@@ -143,7 +143,8 @@ fn restore(dir: &Dir, opts: &Options) -> Result<Report> {
                 describe(&error).trim_end_matches(". Nothing was changed")
             )))
         }
-        other => return other.into_result("restore").map(|()| unreachable_report()),
+        // Done continues to the report; every other outcome is an error.
+        other => other.into_result("restore")?,
     }
 
     let scan = state.verified.as_ref().and_then(|v| v.vault.as_ref());
@@ -189,11 +190,6 @@ fn restore(dir: &Dir, opts: &Options) -> Result<Report> {
     ))
 }
 
-/// `Outcome::into_result` is an error for every outcome but `Done`.
-fn unreachable_report() -> Report {
-    Report::ok("restore ended")
-}
-
 /// Undo (or, if only cleanup was left, finish) an interrupted restore.
 fn recover(dir: &Dir, interrupted: Interrupted<State>) -> Result<Report> {
     let backup = interrupted.state.backup.clone();
@@ -203,16 +199,15 @@ fn recover(dir: &Dir, interrupted: Interrupted<State>) -> Result<Report> {
         "recovering the restore of {backup} started {}, interrupted at \"{at}\"",
         interrupted.started_at
     ));
-    let completed = interrupted.completed();
     let summary = match RUNBOOK.recover(dir, interrupted)? {
-        Outcome::Done if completed => {
-            "the restore had completed; its cleanup is done now".to_string()
-        }
-        Outcome::Done => "the interrupted restore is complete".to_string(),
+        // Recovery goes forward only when every step had applied.
+        Outcome::Done => "the restore had completed; its cleanup is done now",
         Outcome::RolledBack { .. } => {
-            "the interrupted restore was undone: the deployment is as it was before it, services healthy".to_string()
+            "the interrupted restore was undone: the deployment is as it was before it, services healthy"
         }
-        degraded => return degraded.into_result("recovering the restore").map(|()| unreachable_report()),
+        degraded @ Outcome::Degraded { .. } => {
+            return Err(fail(degraded.describe("recovering the restore")))
+        }
     };
     remove_staging(dir, &staging);
     Ok(Report::ok(summary)

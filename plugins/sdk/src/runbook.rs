@@ -94,15 +94,14 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The outcome as the plugin's result: `Done` is Ok, the others are
-    /// errors that say what failed and what state things are in.
-    pub fn into_result(self, operation: &str) -> Result<()> {
+    /// What happened, in words: what failed and what state things are in.
+    pub fn describe(&self, operation: &str) -> String {
         match self {
-            Outcome::Done => Ok(()),
-            Outcome::RolledBack { step, error } => Err(fail(format!(
+            Outcome::Done => format!("{operation} completed"),
+            Outcome::RolledBack { step, error } => format!(
                 "{operation} failed at \"{step}\": {}. Every change was undone: the deployment is as it was before",
-                describe(&error)
-            ))),
+                describe(error)
+            ),
             Outcome::Degraded {
                 step,
                 error,
@@ -113,13 +112,22 @@ impl Outcome {
                     .iter()
                     .map(|(s, e)| format!("undoing \"{s}\" failed: {}", describe(e)))
                     .collect();
-                Err(fail(format!(
+                format!(
                     "DEGRADED: {operation} failed at \"{step}\": {}; {}. The journal is kept. To recover: {}",
-                    describe(&error),
+                    describe(error),
                     undo.join("; "),
                     recovery.join(" ; ")
-                )))
+                )
             }
+        }
+    }
+
+    /// The outcome as the plugin's result: `Done` is Ok, the others are
+    /// errors carrying [`Outcome::describe`].
+    pub fn into_result(self, operation: &str) -> Result<()> {
+        match self {
+            Outcome::Done => Ok(()),
+            failed => Err(fail(failed.describe(operation))),
         }
     }
 }
@@ -149,7 +157,7 @@ pub struct Interrupted<C> {
 
 impl<C> Interrupted<C> {
     /// Every step had applied: only the forward clean-up was left.
-    pub fn completed(&self) -> bool {
+    fn completed(&self) -> bool {
         self.marks[..self.steps].iter().all(|m| *m == Mark::Applied)
     }
 }

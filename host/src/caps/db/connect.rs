@@ -332,6 +332,13 @@ fn rustls_pemfile_certs(pem: &[u8]) -> anyhow::Result<Vec<CertificateDer<'static
         .context("sslrootcert is not PEM")
 }
 
+/// The rustls connector for an encrypting `sslmode`: sessions and cancel
+/// requests go through the same checks.
+fn connector(tls: &Tls) -> Result<tokio_postgres_rustls::MakeRustlsConnect, CapError> {
+    let config = client_config(tls).map_err(|e| CapError::Failed(format!("TLS setup: {e:#}")))?;
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
 /// Open a session; the connection task runs until the client is dropped.
 pub async fn connect(target: &Target) -> Result<Client, CapError> {
     let fail = |e: tokio_postgres::Error| {
@@ -348,10 +355,7 @@ pub async fn connect(target: &Target) -> Result<Client, CapError> {
             Ok(client)
         }
         tls => {
-            let config =
-                client_config(tls).map_err(|e| CapError::Failed(format!("TLS setup: {e:#}")))?;
-            let connector = tokio_postgres_rustls::MakeRustlsConnect::new(config);
-            let (client, conn) = session.connect(connector).await.map_err(fail)?;
+            let (client, conn) = session.connect(connector(tls)?).await.map_err(fail)?;
             tokio::spawn(conn);
             Ok(client)
         }
@@ -368,12 +372,7 @@ pub async fn cancel(token: &CancelToken, tls: &Tls) -> Result<(), CapError> {
     };
     match tls {
         Tls::Disable => token.cancel_query(NoTls).await.map_err(fail),
-        tls => {
-            let config =
-                client_config(tls).map_err(|e| CapError::Failed(format!("TLS setup: {e:#}")))?;
-            let connector = tokio_postgres_rustls::MakeRustlsConnect::new(config);
-            token.cancel_query(connector).await.map_err(fail)
-        }
+        tls => token.cancel_query(connector(tls)?).await.map_err(fail),
     }
 }
 
