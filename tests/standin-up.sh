@@ -33,6 +33,12 @@ psql -c "SELECT 1" >/dev/null 2>&1 || {
 gateway=$(ip -4 -o addr show docker0 2>/dev/null | awk '{print $4}' | cut -d/ -f1 | head -1)
 tests/standin/images/build-images.sh >&2
 tests/standin/images/registry.sh start >&2
+# Sign what was pushed as the vendor's release pipeline does (cosign
+# keyless, the release workflow's identity for each tag), with a test trust
+# root standing in for Fulcio and Rekor: configs with
+# [containers.NAME.signatures] verify these (tests/image_trust.rs).
+tests/standin/images/sign.sh init "${OPSHOST_TEST_TRUST:-/tmp/opshost-test-trust}"
+tests/standin/images/sign.sh release "${OPSHOST_TEST_TRUST:-/tmp/opshost-test-trust}" 127.0.0.1:5000/agledger/agledger >&2
 tests/standin/down.sh "$dir" --project "$project" --purge >/dev/null 2>&1 || true
 tests/standin/up.sh "$dir" --project "$project" --api-port 24001 --worker-port 24002 --pg-port 24532 >&2
 

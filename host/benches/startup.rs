@@ -72,6 +72,7 @@ fn main() -> anyhow::Result<()> {
             limits: Limits::default(),
             output: Arc::clone(&output),
             audit: Arc::clone(&audit),
+            require_signed: false,
         };
         rt.block_on(runtime::run(req))
             .map(|_| ())

@@ -73,6 +73,12 @@ pub struct ContainersResource {
     /// (e.g. `127.0.0.1:5000/agledger/agledger`). Default: the repositories
     /// the project's containers already use.
     pub images: Option<Vec<String>>,
+    /// Who must have signed the images a plugin pulls (cosign-compatible);
+    /// see `crate::trust`. Absent: pulls are unverified, with a warning.
+    pub signatures: Option<crate::trust::SignatureSettings>,
+    /// `signatures`, loaded and checked when the config is parsed.
+    #[serde(skip)]
+    pub trust: Option<std::sync::Arc<crate::trust::ImagePolicy>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -124,8 +130,14 @@ impl Config {
                 bail!("[http.{name}]: url must be http(s)://host[:port][/path]");
             }
         }
-        for name in config.containers.keys() {
+        for (name, containers) in config.containers.iter_mut() {
             check_name(name)?;
+            if let Some(s) = containers.signatures.as_mut() {
+                s.resolve_paths(&base);
+                let policy = crate::trust::ImagePolicy::load(s)
+                    .with_context(|| format!("[containers.{name}.signatures]"))?;
+                containers.trust = Some(std::sync::Arc::new(policy));
+            }
         }
         for (name, db) in &config.db {
             if let Some(c) = &db.container {

@@ -10,3 +10,4 @@ pub mod output;
 pub mod plugin;
 pub mod policy;
 pub mod runtime;
+pub mod trust;

@@ -52,6 +52,20 @@ Config (--config, default /etc/opshost/config.toml):
   path = \"/srv/work\"
   [http.api]
   url = \"http://127.0.0.1:3001\"
+  [containers.agledger]
+  project = \"agledger\"
+  [containers.agledger.signatures]     # images pulled must be cosign-signed
+  fulcio_roots = [\"fulcio.pem\"]        # keyless: Fulcio CA, Rekor key, identity
+  rekor_keys = [\"rekor.pub\"]
+  identity_regexp = \"^https://github\\\\.com/ORG/REPO/\\\\.github/workflows/.+@refs/tags/v.+$\"
+  issuer = \"https://token.actions.githubusercontent.com\"
+  keys = [\"cosign.pub\"]                # and/or key-based (cosign verify --key)
+
+Image signatures: container.pull verifies the pulled digest's cosign
+signature (offline) when the project has a signatures policy; recreate and
+run then accept an explicit image only as a digest verified in the run.
+Without a policy a pull is unverified and warned about; --require-signed
+refuses it.
 
 Policy (--policy, default /etc/opshost/policy.toml):
   [[plugin]]
@@ -144,6 +158,11 @@ struct RunArgs {
     /// Do not use the compile cache.
     #[arg(long)]
     no_cache: bool,
+    /// Refuse container pulls for compose projects that have no image
+    /// signature policy ([containers.NAME.signatures]); without this flag
+    /// such pulls go ahead unverified, with a loud warning.
+    #[arg(long)]
+    require_signed: bool,
     /// Arguments for the plugin (after --).
     #[arg(last = true)]
     args: Vec<String>,
@@ -262,6 +281,7 @@ fn run(args: RunArgs) -> Exit {
         },
         output,
         audit,
+        require_signed: args.require_signed,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

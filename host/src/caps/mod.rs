@@ -217,6 +217,8 @@ pub struct RunContext {
     pub db_sessions: db::Sessions,
     /// When the run's time limit ends (statement timeouts stay inside it).
     pub deadline: Instant,
+    /// Image digests whose signatures this run verified, and `--require-signed`.
+    pub image_trust: crate::trust::RunTrust,
 }
 
 impl RunContext {

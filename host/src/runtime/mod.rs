@@ -66,6 +66,8 @@ pub struct RunRequest<'a> {
     pub limits: Limits,
     pub output: Arc<Output>,
     pub audit: Arc<AuditLog>,
+    /// `--require-signed`: pulls without a signature policy are refused.
+    pub require_signed: bool,
 }
 
 #[derive(Debug)]
@@ -183,6 +185,7 @@ pub async fn run(req: RunRequest<'_>) -> Result<RunSuccess, RunError> {
             calls_exceeded: Default::default(),
             db_sessions: Default::default(),
             deadline: started + req.limits.timeout,
+            image_trust: crate::trust::RunTrust::new(req.require_signed),
         })
     };
     let granted = match admit(&req) {

@@ -6,6 +6,7 @@
 mod process;
 mod recreate;
 pub(crate) mod scope;
+mod signed;
 
 use std::time::{Duration, Instant};
 
@@ -333,37 +334,41 @@ impl wit::Host for HostState {
     async fn pull(&mut self, project: String, image: String) -> Result<String, CapError> {
         let call = self.run.call("container", &project, "pull").detail(&image);
         let run = self.run.clone();
-        call.finish(
-            async {
-                let (docker, res) = run
-                    .containers(&project, None, &[ContainerVerb::Pull])
-                    .await?;
-                scope::check_image(&docker, &project, &res, &image).await?;
-                let options = CreateImageOptionsBuilder::default()
-                    .from_image(&image)
-                    .build();
-                let mut progress = docker.create_image(Some(options), None, None);
-                while let Some(step) = progress.next().await {
-                    step.map_err(|e| engine_error(&format!("pull {image}"), e))?;
-                }
-                let inspected = docker
-                    .inspect_image(&image)
-                    .await
-                    .map_err(|e| engine_error("inspect image", e))?;
-                let repo = scope::repository(&image);
-                inspected
-                    .repo_digests
-                    .unwrap_or_default()
-                    .into_iter()
-                    .find(|d| scope::repository(d) == repo)
-                    .ok_or_else(|| {
-                        CapError::Failed(format!(
-                            "{image} was pulled but has no digest from {repo}"
-                        ))
-                    })
+        let pulled = async {
+            let (docker, res) = run
+                .containers(&project, None, &[ContainerVerb::Pull])
+                .await?;
+            scope::check_image(&docker, &project, &res, &image).await?;
+            signed::before_pull(&run, &project, &res)?;
+            let options = CreateImageOptionsBuilder::default()
+                .from_image(&image)
+                .build();
+            let mut progress = docker.create_image(Some(options), None, None);
+            while let Some(step) = progress.next().await {
+                step.map_err(|e| engine_error(&format!("pull {image}"), e))?;
             }
-            .await,
-        )
+            let inspected = docker
+                .inspect_image(&image)
+                .await
+                .map_err(|e| engine_error("inspect image", e))?;
+            let repo = scope::repository(&image);
+            let digest = inspected
+                .repo_digests
+                .unwrap_or_default()
+                .into_iter()
+                .find(|d| scope::repository(d) == repo)
+                .ok_or_else(|| {
+                    CapError::Failed(format!("{image} was pulled but has no digest from {repo}"))
+                })?;
+            // The host checks the signature, never the plugin.
+            let verdict = signed::after_pull(&run, &project, &res, &image, &digest).await?;
+            Ok((digest, verdict))
+        }
+        .await;
+        match pulled {
+            Ok((digest, verdict)) => call.detail(verdict).finish(Ok(digest)),
+            Err(e) => call.finish(Err(e)),
+        }
     }
 
     async fn recreate(
@@ -379,10 +384,13 @@ impl wit::Host for HostState {
         let run = self.run.clone();
         call.finish(
             async {
-                let (docker, res, old) = run
-                    .service(&project, &service, ContainerVerb::Recreate)
+                let (docker, res) = run
+                    .containers(&project, Some(&service), &[ContainerVerb::Recreate])
                     .await?;
-                let image = scope::image_for(&docker, &project, &res, spec.image, &old).await?;
+                recreate::tidy(&docker, &res.project, &service).await?;
+                let old = scope::service_container(&docker, &res.project, &service).await?;
+                let image =
+                    scope::image_for(&docker, &run, &project, &res, spec.image, &old).await?;
                 let env = recreate::EnvChange {
                     set: &spec.env_set,
                     unset: &spec.env_unset,
@@ -410,7 +418,8 @@ impl wit::Host for HostState {
             async {
                 let (docker, res, base) =
                     run.service(&project, &service, ContainerVerb::Run).await?;
-                let image = scope::image_for(&docker, &project, &res, spec.image, &base).await?;
+                let image =
+                    scope::image_for(&docker, &run, &project, &res, spec.image, &base).await?;
                 let one_off = recreate::OneOff {
                     image,
                     command: spec.command,

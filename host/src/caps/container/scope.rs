@@ -10,7 +10,7 @@ use bollard::query_parameters::ListContainersOptionsBuilder;
 use bollard::Docker;
 
 use super::super::bindings::opshost::plugin::container::ContainerInfo;
-use super::super::CapError;
+use super::super::{CapError, RunContext};
 use crate::config::ContainersResource;
 
 pub const PROJECT_LABEL: &str = "com.docker.compose.project";
@@ -201,8 +201,11 @@ pub async fn check_image(
 
 /// The image a recreate or one-off run uses: the plugin's choice, if the
 /// allow-list permits it, else the image `current` runs.
+/// With a signature policy, the plugin's choice must also be a digest
+/// verified in this run (`signed::check_use`).
 pub async fn image_for(
     docker: &Docker,
+    run: &RunContext,
     name: &str,
     resource: &ContainersResource,
     requested: Option<String>,
@@ -211,6 +214,7 @@ pub async fn image_for(
     match requested {
         Some(image) => {
             check_image(docker, name, resource, &image).await?;
+            super::signed::check_use(run, name, resource, &image)?;
             Ok(image)
         }
         None => Ok(current

@@ -110,6 +110,20 @@ impl opshost_sdk::Operation for Probe {
                 json!({ "code": out.exit_code, "stdout": String::from_utf8_lossy(&out.stdout),
                         "stderr": String::from_utf8_lossy(&out.stderr) })
             }
+            // pull, then a one-off run of what the pull returned (the
+            // digest), in one plugin run: what signature enforcement allows.
+            "pull-run" => {
+                let digest = container::pull(P, &a(2)?)?;
+                let spec = RunSpec {
+                    image: Some(digest.clone()),
+                    command: Some(args[3..].to_vec()),
+                    env_set: vec![],
+                    timeout_ms: Some(60_000),
+                };
+                let out = container::run(P, &a(1)?, &spec)?;
+                json!({ "digest": digest, "code": out.exit_code,
+                        "stdout": String::from_utf8_lossy(&out.stdout) })
+            }
             "wait" => info(&container::wait_healthy(
                 P,
                 &a(1)?,
