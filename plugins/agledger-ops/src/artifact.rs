@@ -15,6 +15,9 @@ pub const MANIFEST: &str = "manifest.json";
 pub const MANIFEST_FORMAT: &str = "opshost-backup/1";
 /// One line: the backup file an upgrade made, which retention never removes.
 pub const ROLLBACK_MARKER: &str = ".opshost-rollback-point";
+/// JSON: what the last completed upgrade replaced (versions, pinned
+/// digests, its backup), for the rollback operation.
+pub const LAST_UPGRADE: &str = ".opshost-last-upgrade.json";
 /// Written by the vendor's upgrade script after its pre-upgrade backup.
 pub const VENDOR_PRE_UPGRADE: &str = ".pre-upgrade-version";
 

@@ -3,8 +3,12 @@
 //! artifact's names and manifest, and UTC time without a date library.
 
 pub mod artifact;
+pub mod backup;
 pub mod clock;
+pub mod deployment;
 pub mod lock;
+pub mod release;
+pub mod restore;
 pub mod vault;
 
 /// Remove a staging directory and the files in it, best effort: what is
@@ -22,4 +26,20 @@ pub fn remove_tree(dir: &opshost_sdk::fs::Dir, path: &str) {
 pub fn sha256_hex(data: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(data))
+}
+
+/// A size for people: `1.4 MiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }

@@ -10,8 +10,6 @@
 //! fsynced and read back (the host packs it; the dump was read with
 //! `pg_restore --list` before that). Then retention keeps the newest N.
 
-pub mod retention;
-
 mod operation;
 
 /// Usage, shown for `--help` and with argument errors.
@@ -26,18 +24,18 @@ The directory is the config's [dir.backups] (or opshost run --dir backups=PATH).
 
 #[derive(Debug, PartialEq, Eq)]
 pub struct Options {
-    pub keep: usize,
-    pub rollback_point: bool,
-    pub clean_interrupted: bool,
+    pub backup: agledger_ops::backup::Options,
     pub help: bool,
 }
 
 /// The operator's arguments; a bad one is an error that shows the usage.
 pub fn parse(args: &[String]) -> Result<Options, String> {
     let mut opts = Options {
-        keep: 7,
-        rollback_point: false,
-        clean_interrupted: false,
+        backup: agledger_ops::backup::Options {
+            keep: 7,
+            rollback_point: false,
+            clean_interrupted: false,
+        },
         help: false,
     };
     let mut it = args.iter();
@@ -51,7 +49,7 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
                 let value = inline
                     .or_else(|| it.next().cloned())
                     .ok_or("--keep needs a number")?;
-                opts.keep = match value.trim().parse::<i64>() {
+                opts.backup.keep = match value.trim().parse::<i64>() {
                     Ok(n) if n >= 1 => usize::try_from(n).map_err(|_| "--keep is too large")?,
                     Ok(n) => {
                         return Err(format!(
@@ -61,8 +59,8 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
                     Err(_) => return Err(format!("--keep {value:?} is not a number")),
                 };
             }
-            "--rollback-point" => opts.rollback_point = true,
-            "--clean-interrupted" => opts.clean_interrupted = true,
+            "--rollback-point" => opts.backup.rollback_point = true,
+            "--clean-interrupted" => opts.backup.clean_interrupted = true,
             "--help" | "-h" => opts.help = true,
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -80,10 +78,10 @@ mod tests {
 
     #[test]
     fn keep_must_be_a_positive_number() {
-        assert_eq!(p(&[]).map(|o| o.keep), Ok(7));
-        assert_eq!(p(&["--keep", "3"]).map(|o| o.keep), Ok(3));
+        assert_eq!(p(&[]).map(|o| o.backup.keep), Ok(7));
+        assert_eq!(p(&["--keep", "3"]).map(|o| o.backup.keep), Ok(3));
         assert_eq!(
-            p(&["--keep=2", "--rollback-point"]).map(|o| (o.keep, o.rollback_point)),
+            p(&["--keep=2", "--rollback-point"]).map(|o| (o.backup.keep, o.backup.rollback_point)),
             Ok((2, true))
         );
         for bad in [

@@ -7,8 +7,7 @@ use opshost_sdk::runbook::{Runbook, State, Step};
 use opshost_sdk::{db, fail, progress, Result};
 use serde_json::{json, Value};
 
-use crate::swap::{self, DB};
-use crate::verify;
+use agledger_ops::restore::{self as restoring, swap, verify};
 
 /// What the steps share. The journaled part says which databases are
 /// which; the rest is this run's.
@@ -126,22 +125,10 @@ pub const RUNBOOK: Runbook<Restore> = Runbook {
 };
 
 fn restore_beside(r: &mut Restore) -> Result<()> {
-    progress::step(
-        &format!("restoring into {} (pg_restore)", r.restore_db),
-        None,
-    );
-    if swap::exists(&r.restore_db)? {
-        return Err(fail(format!("database {} exists already", r.restore_db)));
-    }
-    let options = db::RestoreOptions {
-        into_database: Some(r.restore_db.clone()),
-        jobs: Some(r.jobs),
-        no_owner: true,
-    };
-    let dir = opshost_sdk::fs::open("backups")?;
-    opshost_sdk::Context::context(db::restore(DB, &dir, &r.dump_path, &options), "pg_restore")?;
-    r.verified = Some(verify::restored(
+    r.verified = Some(restoring::into_new_database(
+        &r.dump_path,
         &r.restore_db,
+        r.jobs,
         r.manifest.as_ref(),
         r.allow_broken_vault,
     )?);
@@ -149,10 +136,7 @@ fn restore_beside(r: &mut Restore) -> Result<()> {
 }
 
 fn drop_restored(r: &mut Restore) -> Result<()> {
-    if swap::exists(&r.restore_db)? {
-        db::drop_database(DB, &r.restore_db)?;
-    }
-    Ok(())
+    restoring::drop_if_exists(&r.restore_db)
 }
 
 /// Drop the previous database unless it is to be kept; what became of it.
@@ -168,7 +152,7 @@ fn finish(r: &Restore) -> String {
         &format!("dropping the previous database {}", r.previous_db),
         None,
     );
-    match db::drop_database(DB, &r.previous_db) {
+    match db::drop_database(swap::DB, &r.previous_db) {
         Ok(()) => "dropped".into(),
         Err(e) => {
             progress::warn(&format!(

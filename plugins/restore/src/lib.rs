@@ -17,8 +17,6 @@
 
 mod journal;
 mod operation;
-mod swap;
-mod verify;
 
 pub const USAGE: &str = "usage: opshost run restore.wasm -- BACKUP [--yes] [--keep-previous] [--jobs N] [--allow-broken-vault]
        opshost run restore.wasm -- --recover

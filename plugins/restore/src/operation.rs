@@ -8,8 +8,8 @@ use opshost_sdk::{describe, fail, invalid, Context, Report, Result};
 use serde_json::json;
 
 use crate::journal::{Restore as State, RUNBOOK};
-use crate::swap;
-use crate::{verify, Options};
+use crate::Options;
+use agledger_ops::restore::{swap, verify};
 
 opshost_sdk::manifest! {
     name: "restore",
@@ -205,7 +205,7 @@ fn recover(dir: &Dir, interrupted: Interrupted<State>) -> Result<Report> {
         Outcome::RolledBack { .. } => {
             "the interrupted restore was undone: the deployment is as it was before it, services healthy"
         }
-        degraded @ Outcome::Degraded { .. } => {
+        degraded @ (Outcome::Degraded { .. } | Outcome::Stopped { .. }) => {
             return Err(fail(degraded.describe("recovering the restore")))
         }
     };

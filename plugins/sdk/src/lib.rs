@@ -32,6 +32,7 @@ pub mod bindings {
 pub mod io;
 pub mod manifest;
 pub mod report;
+pub mod dotenv;
 pub mod runbook;
 
 pub use bindings::opshost::plugin::types::{Error, Outcome};

@@ -83,6 +83,13 @@ pub enum Outcome {
     /// A step failed; every applied step was undone: the deployment is as
     /// it was before the run.
     RolledBack { step: String, error: Error },
+    /// A step failed and the operator asked not to undo (for inspection):
+    /// the journal is kept; `recovery` undoes what was applied.
+    Stopped {
+        step: String,
+        error: Error,
+        recovery: Vec<String>,
+    },
     /// A step failed and undoing failed too: the journal is kept, and
     /// `recovery` says exactly what to run.
     Degraded {
@@ -101,6 +108,16 @@ impl Outcome {
             Outcome::RolledBack { step, error } => format!(
                 "{operation} failed at \"{step}\": {}. Every change was undone: the deployment is as it was before",
                 describe(error)
+            ),
+            Outcome::Stopped {
+                step,
+                error,
+                recovery,
+            } => format!(
+                "{operation} failed at \"{step}\": {}. Stopped there as asked (nothing was undone; the journal is kept). \
+                 To undo what was done: {}",
+                describe(error),
+                recovery.join(" ; ")
             ),
             Outcome::Degraded {
                 step,
@@ -231,6 +248,19 @@ impl<C: State> Runbook<C> {
 
     /// Apply every step; on a failure, undo the applied ones in reverse.
     pub fn run(&self, dir: &Dir, state: &mut C, started_at: &str) -> Result<Outcome> {
+        self.run_with(dir, state, started_at, true)
+    }
+
+    /// Apply every step; on a failure, undo the applied ones in reverse
+    /// when `undo_on_failure`, else stop there ([`Outcome::Stopped`]) with
+    /// the journal kept for a later recovery.
+    pub fn run_with(
+        &self,
+        dir: &Dir,
+        state: &mut C,
+        started_at: &str,
+        undo_on_failure: bool,
+    ) -> Result<Outcome> {
         let mut marks = vec![Mark::Pending; self.steps.len() + self.finish.len()];
         self.write(dir, state, started_at, &marks)?;
         for (i, step) in self.steps.iter().enumerate() {
@@ -240,6 +270,13 @@ impl<C: State> Runbook<C> {
                 Ok(()) => {
                     marks[i] = Mark::Applied;
                     self.write(dir, state, started_at, &marks)?;
+                }
+                Err(error) if !undo_on_failure => {
+                    return Ok(Outcome::Stopped {
+                        step: step.name.to_string(),
+                        error,
+                        recovery: vec![self.recover_command.to_string()],
+                    });
                 }
                 Err(error) => {
                     progress::warn(&format!(

@@ -6,7 +6,7 @@
 //! that is not (truncated, corrupt) is reported, never counted, never
 //! removed.
 
-use agledger_ops::artifact;
+use crate::artifact;
 
 /// A regular file in the backup directory.
 pub struct Found {

@@ -1,8 +1,8 @@
 //! The checks on both sides of a restore: the backup file before anything
 //! is touched, and the restored database before it is swapped in.
 
-use agledger_ops::artifact::{self, Layout};
-use agledger_ops::{clock, vault};
+use crate::artifact::{self, Layout};
+use crate::{clock, vault};
 use opshost_sdk::db::{self, Value};
 use opshost_sdk::fs::{ArchiveMember, Dir};
 use opshost_sdk::{describe, fail, progress, Context, Result};
