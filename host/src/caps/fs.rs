@@ -4,7 +4,7 @@
 //!
 //! What plugins create is owner-only whatever the umask: files 0600 (a
 //! backup is a full copy of the database), directories 0700. A file that
-//! replaces an existing one keeps that file's mode.
+//! replaces an existing one keeps that file's mode and owner.
 
 use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
@@ -170,10 +170,20 @@ impl AtomicFile {
         owner_only(&mut options);
         let file = dir.open_with(&temp, &options)?;
         // The umask may have taken bits away, never added: set exactly.
-        let mode = match dir.metadata(target) {
-            Ok(existing) if existing.is_file() => existing.permissions().mode() & 0o7777,
-            _ => 0o600,
+        // A replaced file keeps its mode and its owner (the host often runs
+        // as root; `.env` belongs to the operator's account).
+        let (mode, owner) = match dir.metadata(target) {
+            Ok(existing) if existing.is_file() => {
+                use cap_std::fs::MetadataExt;
+                let mode = existing.permissions().mode() & 0o7777;
+                (mode, Some((existing.uid(), existing.gid())))
+            }
+            _ => (0o600, None),
         };
+        if let Some((uid, gid)) = owner {
+            let handle = file.try_clone()?.into_std();
+            let _ = std::os::unix::fs::fchown(&handle, Some(uid), Some(gid));
+        }
         file.set_permissions(cap_std::fs::Permissions::from_mode(mode))?;
         Ok(Self {
             dir,

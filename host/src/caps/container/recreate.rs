@@ -119,13 +119,14 @@ fn body_like(c: &ContainerInspectResponse, image: String, env: Vec<String>) -> C
     }
 }
 
-async fn create_and_start(
+/// Create a container and attach its extra networks; not started.
+async fn create_attached(
     docker: &Docker,
     name: &str,
     body: ContainerCreateBody,
     extra_networks: &[Endpoint],
     created: &mut Option<String>,
-) -> Result<(), CapError> {
+) -> Result<String, CapError> {
     let options = CreateContainerOptionsBuilder::default().name(name).build();
     let response = docker
         .create_container(Some(options), body)
@@ -142,8 +143,12 @@ async fn create_and_start(
             .await
             .map_err(|e| engine_error(&format!("connect to {net}"), e))?;
     }
+    Ok(response.id)
+}
+
+async fn start(docker: &Docker, id: &str) -> Result<(), CapError> {
     docker
-        .start_container(&response.id, None)
+        .start_container(id, None)
         .await
         .map_err(|e| engine_error("start", e))
 }
@@ -168,6 +173,46 @@ pub async fn stop(docker: &Docker, id: &str, timeout_s: Option<u32>) -> Result<(
         }) => Ok(()),
         other => other.map_err(|e| engine_error("stop", e)),
     }
+}
+
+/// Put a service back in shape after a recreate that was killed half-way
+/// (the host process died): a new container that never took the
+/// service's name is removed; the previous one, if it was renamed aside
+/// and nothing took its name, gets its name back, else it is removed.
+pub async fn tidy(docker: &Docker, project: &str, service: &str) -> Result<(), CapError> {
+    let all = super::scope::project_containers(docker, project).await?;
+    let of_service: Vec<_> = all
+        .iter()
+        .filter(|c| super::scope::label(c, super::scope::SERVICE_LABEL) == Some(service))
+        .collect();
+    let name_of = |c: &ContainerInspectResponse| {
+        c.name
+            .clone()
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_string()
+    };
+    let proper = |n: &str| !n.contains("_opshost_next_") && !n.contains("_opshost_previous_");
+    let has_proper = of_service.iter().any(|c| proper(&name_of(c)));
+    for c in &of_service {
+        let name = name_of(c);
+        let Some(cid) = c.id.as_deref() else { continue };
+        if name.contains("_opshost_next_") {
+            remove(docker, cid).await?;
+        } else if let Some((base, _)) = name.split_once("_opshost_previous_") {
+            if has_proper {
+                remove(docker, cid).await?;
+            } else {
+                let options = RenameContainerOptionsBuilder::default().name(base).build();
+                docker
+                    .rename_container(cid, options)
+                    .await
+                    .map_err(|e| engine_error("rename the previous container back", e))?;
+                let _ = docker.start_container(cid, None).await;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Replace `old` with a container of `image` and the changed environment.
@@ -200,29 +245,57 @@ pub async fn recreate(
         .and_then(|c| c.stop_timeout)
         .and_then(|t| u32::try_from(t).ok());
 
-    stop(docker, &old_id, stop_timeout).await?;
-    let aside = format!(
-        "{name}_opshost_previous_{}",
-        &old_id[..old_id.len().min(12)]
-    );
+    // The new container exists (image there, configuration accepted,
+    // networks attached) before the old one stops: the service is away only
+    // from the old process's exit to the new one's start.
+    let short = &old_id[..old_id.len().min(12)];
+    let mut created = None;
+    let new_id = match create_attached(
+        docker,
+        &format!("{name}_opshost_next_{short}"),
+        body,
+        &extra,
+        &mut created,
+    )
+    .await
+    {
+        Ok(id) => id,
+        Err(e) => {
+            if let Some(id) = &created {
+                let _ = remove(docker, id).await;
+            }
+            return Err(e);
+        }
+    };
+    if let Err(e) = stop(docker, &old_id, stop_timeout).await {
+        let _ = remove(docker, &new_id).await;
+        return Err(e);
+    }
+    let aside = format!("{name}_opshost_previous_{short}");
     let rename = |to: &str| RenameContainerOptionsBuilder::default().name(to).build();
     if let Err(e) = docker.rename_container(&old_id, rename(&aside)).await {
+        let _ = remove(docker, &new_id).await;
         if was_running {
             let _ = docker.start_container(&old_id, None).await;
         }
         return Err(engine_error("rename the current container aside", e));
     }
-    let mut created = None;
-    match create_and_start(docker, &name, body, &extra, &mut created).await {
+    let switched = async {
+        docker
+            .rename_container(&new_id, rename(&name))
+            .await
+            .map_err(|e| engine_error("rename the new container", e))?;
+        start(docker, &new_id).await
+    }
+    .await;
+    match switched {
         Ok(()) => {
             remove(docker, &old_id).await?;
-            created.ok_or_else(|| CapError::Failed("no container was created".into()))
+            Ok(new_id)
         }
         Err(e) => {
             // Put the previous container back as it was.
-            if let Some(new_id) = &created {
-                let _ = remove(docker, new_id).await;
-            }
+            let _ = remove(docker, &new_id).await;
             let restored = docker
                 .rename_container(&old_id, rename(&name))
                 .await
@@ -234,8 +307,7 @@ pub async fn recreate(
                 format!("the previous container could not be put back: it is {aside} ({old_id})")
             };
             Err(CapError::Failed(format!(
-                "recreating {name} failed ({}); {state}",
-                e
+                "recreating {name} failed ({e}); {state}"
             )))
         }
     }
@@ -301,7 +373,10 @@ pub async fn run_once(
         rand_suffix()
     );
     let mut created = None;
-    let started = create_and_start(docker, &name, body, &[], &mut created).await;
+    let started = match create_attached(docker, &name, body, &[], &mut created).await {
+        Ok(id) => start(docker, &id).await,
+        Err(e) => Err(e),
+    };
     let Some(id) = created else {
         return Err(started
             .err()
