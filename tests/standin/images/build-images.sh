@@ -23,7 +23,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 standin="$(cd "$here/.." && pwd)"
 repo="$(cd "$standin/../.." && pwd)"
 
-VERSIONS=(1.3.2 1.3.3 1.3.4)
+VERSIONS=(1.3.2 1.3.3 1.3.4 1.3.5)
 BROKEN_VERSIONS=(1.3.4)
 REGISTRY="${AGLEDGER_STANDIN_REGISTRY:-127.0.0.1:5000}"
 PG_MAJOR=15

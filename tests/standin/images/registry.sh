@@ -18,7 +18,7 @@ set -euo pipefail
 ADDR="${AGLEDGER_STANDIN_REGISTRY_ADDR:-127.0.0.1:5000}"
 DIR="${AGLEDGER_STANDIN_REGISTRY_DIR:-/tmp/agledger-standin-registry}"
 PIDFILE="$DIR/registry.pid"
-VERSIONS=(1.3.2 1.3.3 1.3.4)
+VERSIONS=(1.3.2 1.3.3 1.3.4 1.3.5)
 
 log() { echo "==> $*"; }
 die() { echo "registry.sh: $*" >&2; exit 1; }

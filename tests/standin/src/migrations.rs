@@ -74,6 +74,23 @@ CREATE TABLE webhooks (
 );
 ",
     },
+    // 1.3.5 is the release whose migrations fail half-way: 4 applies, 5
+    // fails (in its own transaction), leaving a schema 1.3.2 refuses.
+    Migration {
+        id: 4,
+        name: "mandate_tags",
+        since: (1, 3, 5),
+        sql: "ALTER TABLE mandates ADD COLUMN tags text[] NOT NULL DEFAULT '{}';",
+    },
+    Migration {
+        id: 5,
+        name: "vault_backfill",
+        since: (1, 3, 5),
+        sql: "
+CREATE INDEX vault_entries_key_idx ON vault_entries (key_id);
+DO $$ BEGIN RAISE EXCEPTION 'vault_backfill: entry 1 of mandate m-0001 has no signing key'; END $$;
+",
+    },
 ];
 
 /// Serialises concurrent migrators (an arbitrary, fixed advisory lock key).
