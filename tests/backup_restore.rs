@@ -14,153 +14,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
+use common::standin::*;
 use common::*;
 
 /// The tests share the two stand-in deployments: one at a time.
 static DEPLOYMENT: Mutex<()> = Mutex::new(());
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Mode {
-    Bundled,
-    External,
-}
-
-impl Mode {
-    fn install(self) -> String {
-        let var = match self {
-            Mode::Bundled => "OPSHOST_TEST_STANDIN",
-            Mode::External => "OPSHOST_TEST_STANDIN_EXT",
-        };
-        std::env::var(var).unwrap_or_else(|_| {
-            panic!(
-                "{var} is not set: run the tests with tests/run.sh, which brings up the stand-in"
-            )
-        })
-    }
-
-    fn project(self) -> String {
-        let var = match self {
-            Mode::Bundled => "OPSHOST_TEST_STANDIN_PROJECT",
-            Mode::External => "OPSHOST_TEST_STANDIN_EXT_PROJECT",
-        };
-        std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set (tests/run.sh sets it)"))
-    }
-
-    fn api(self) -> &'static str {
-        match self {
-            Mode::Bundled => "127.0.0.1:24001",
-            Mode::External => "127.0.0.1:24011",
-        }
-    }
-
-    /// The live database's name on the server.
-    fn database(self) -> &'static str {
-        match self {
-            Mode::Bundled => "agledger",
-            Mode::External => "agledger_ext",
-        }
-    }
-}
-
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().expect("docker");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn container(mode: Mode, service: &str) -> String {
-    docker(&[
-        "ps",
-        "-aq",
-        "--filter",
-        &format!("label=com.docker.compose.project={}", mode.project()),
-        "--filter",
-        &format!("label=com.docker.compose.service={service}"),
-    ])
-    .lines()
-    .next()
-    .unwrap_or_default()
-    .to_string()
-}
-
-/// SQL on the live database (or `database`), as a superuser.
-fn sql_on(mode: Mode, database: &str, query: &str) -> String {
-    match mode {
-        Mode::Bundled => psql_in_container(&mode.project(), database, query),
-        Mode::External => psql(database, query),
-    }
-}
-
-fn sql(mode: Mode, query: &str) -> String {
-    sql_on(mode, mode.database(), query)
-}
-
-/// Row counts of the product's tables and a digest of every vault entry.
-fn fingerprint(mode: Mode) -> String {
-    sql(
-        mode,
-        "SELECT (SELECT count(*) FROM mandates) || '/' || (SELECT count(*) FROM vault_entries) || '/' || \
-         (SELECT count(*) FROM api_keys) || '/' || (SELECT count(*) FROM vault_signing_keys) || '/' || \
-         (SELECT md5(string_agg(mandate_id || chain_position || payload_hash || coalesce(previous_hash, '') || signature, ',' \
-           ORDER BY mandate_id, chain_position)) FROM vault_entries)",
-    )
-}
-
-/// The databases on the server that belong to this deployment.
-fn databases(mode: Mode) -> Vec<String> {
-    let all = sql_on(
-        mode,
-        "postgres",
-        &format!(
-            "SELECT datname FROM pg_database WHERE datname LIKE '{}%' ORDER BY 1",
-            mode.database()
-        ),
-    );
-    all.lines().map(str::to_string).collect()
-}
-
-/// When the api and worker containers last started: a stop/start changes it.
-fn started_at(mode: Mode) -> String {
-    ["agledger-api", "agledger-worker"]
-        .iter()
-        .map(|s| docker(&["inspect", "-f", "{{.State.StartedAt}}", &container(mode, s)]))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn seed(mode: Mode, mandates: u32, entries: u32) {
-    let api = container(mode, "agledger-api");
-    let out = Command::new("docker")
-        .args(["exec", &api, "/agledger", "seed", "--mandates"])
-        .arg(mandates.to_string())
-        .arg("--entries-per-mandate")
-        .arg(entries.to_string())
-        .args(["--api-keys", "1"])
-        .output()
-        .expect("seed");
-    assert!(
-        out.status.success(),
-        "seed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn health(mode: Mode) -> u16 {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(mode.api()) else {
-        return 0;
-    };
-    let _ = write!(
-        s,
-        "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    );
-    let mut response = String::new();
-    let _ = s.read_to_string(&mut response);
-    response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
-}
 
 fn sandbox(mode: Mode) -> Sandbox {
     let sb = Sandbox::new();
@@ -499,28 +357,6 @@ fn a_backup_made_by_the_vendor_script_restores() {
     assert_eq!(out.code, OK, "{}", out.combined());
     assert!(out.stdout.contains("no manifest.json"), "{}", out.stdout);
     assert_eq!(fingerprint(mode), before);
-}
-
-/// Start `plugin` and kill -9 the opshost process once `when` says so.
-fn run_and_kill(sb: &Sandbox, name: &str, args: &[&str], when: impl Fn(&str) -> bool) {
-    let mut child = sb
-        .command(&plugin(name), &["--json", "--timeout", "10m"], args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut killed = false;
-    for line in BufReader::new(stdout).lines() {
-        let line = line.expect("line");
-        if when(&line) {
-            child.kill().expect("kill -9");
-            killed = true;
-            break;
-        }
-    }
-    let _ = child.wait();
-    assert!(killed, "{name} ended before the kill point");
 }
 
 #[test]
@@ -917,23 +753,6 @@ fn backups_are_owner_only_whatever_the_umask() {
 }
 
 /// Start `plugin` in the background; its output once it ends.
-fn spawn(sb: &Sandbox, name: &str, args: &[&str]) -> std::process::Child {
-    sb.command(&plugin(name), &["--json", "--timeout", "10m"], args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn")
-}
-
-fn finished(child: std::process::Child) -> Output {
-    let out = child.wait_with_output().expect("wait");
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
 #[test]
 fn two_operations_at_once_one_runs_the_other_is_refused_naming_it() {
     let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());

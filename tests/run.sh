@@ -21,7 +21,7 @@ export OPSHOST_TEST_STANDIN_EXT=$OPSHOST_TEST_STANDIN-ext OPSHOST_TEST_STANDIN_E
 # The host, plus the unit tests of the plugins and the stand-in (native).
 log=$(mktemp /tmp/opshost-tests.XXXXXX)
 set +e
-cargo test --release -p opshost -p agledger-ops -p backup -p restore -p vault-scan -p agledger-standin "$@" 2>&1 | tee "$log"
+cargo test --release -p opshost -p agledger-ops -p opshost-sdk -p backup -p restore -p upgrade -p rollback -p vault-scan -p agledger-standin "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # One line for the whole run: cargo prints a result per test binary, and the

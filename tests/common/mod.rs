@@ -3,10 +3,12 @@
 //! runner for the real `opshost` binary.
 #![allow(dead_code)]
 
+pub mod standin;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -324,4 +326,45 @@ pub fn psql_in_container(project: &str, database: &str, sql: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Start `plugin` and kill -9 the opshost process once `when` says so.
+pub fn run_and_kill(sb: &Sandbox, name: &str, args: &[&str], when: impl Fn(&str) -> bool) {
+    let mut child = sb
+        .command(&plugin(name), &["--json", "--timeout", "10m"], args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut killed = false;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("line");
+        if when(&line) {
+            child.kill().expect("kill -9");
+            killed = true;
+            break;
+        }
+    }
+    let _ = child.wait();
+    assert!(killed, "{name} ended before the kill point");
+}
+
+/// Start `plugin` in the background (`--json`), its output piped.
+pub fn spawn(sb: &Sandbox, name: &str, args: &[&str]) -> std::process::Child {
+    sb.command(&plugin(name), &["--json", "--timeout", "10m"], args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn")
+}
+
+/// Wait for a background run and collect its output.
+pub fn finished(child: std::process::Child) -> Output {
+    let out = child.wait_with_output().expect("wait");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
 }
