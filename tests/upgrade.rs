@@ -30,7 +30,9 @@ fn sandbox(mode: Mode) -> Sandbox {
     let install = mode.install();
     let trust = trust_dir();
     let db = match mode {
-        Mode::Bundled => format!("env_file = \"{install}/compose/.env\"\ncontainer = \"agledger\"\n"),
+        Mode::Bundled => {
+            format!("env_file = \"{install}/compose/.env\"\ncontainer = \"agledger\"\n")
+        }
         Mode::External => format!("env_file = \"{install}/compose/.env\"\n"),
     };
     std::fs::write(
@@ -84,7 +86,10 @@ fn env_value(mode: Mode, key: &str) -> Option<String> {
     env_text(mode)
         .lines()
         .filter_map(|l| {
-            let l = l.trim_start().strip_prefix("export ").unwrap_or(l.trim_start());
+            let l = l
+                .trim_start()
+                .strip_prefix("export ")
+                .unwrap_or(l.trim_start());
             let (k, v) = l.split_once('=')?;
             (k.trim() == key).then(|| {
                 v.split(" #")
@@ -118,7 +123,12 @@ fn error_of(out: &Output) -> String {
 /// The version /health reports.
 fn running_version(mode: Mode) -> String {
     let out = Command::new("curl")
-        .args(["-s", "--max-time", "5", &format!("http://{}/health", mode.api())])
+        .args([
+            "-s",
+            "--max-time",
+            "5",
+            &format!("http://{}/health", mode.api()),
+        ])
         .output()
         .expect("curl");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
@@ -126,22 +136,28 @@ fn running_version(mode: Mode) -> String {
 }
 
 fn migrations(mode: Mode) -> String {
-    sql(mode, "SELECT string_agg(id::text, ',' ORDER BY id) FROM _migrations")
+    sql(
+        mode,
+        "SELECT string_agg(id::text, ',' ORDER BY id) FROM _migrations",
+    )
 }
 
 fn image_of(mode: Mode, service: &str) -> String {
-    docker(&["inspect", "-f", "{{.Config.Image}}", &container(mode, service)])
+    docker(&[
+        "inspect",
+        "-f",
+        "{{.Config.Image}}",
+        &container(mode, service),
+    ])
 }
 
 fn journal_left(sb: &Sandbox) -> bool {
-    std::fs::read_dir(sb.path("backups"))
-        .expect("ls")
-        .any(|e| {
-            e.expect("entry")
-                .file_name()
-                .to_string_lossy()
-                .ends_with(".journal.json")
-        })
+    std::fs::read_dir(sb.path("backups")).expect("ls").any(|e| {
+        e.expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".journal.json")
+    })
 }
 
 /// What must hold after an upgrade that changed nothing or undid itself.
@@ -169,13 +185,24 @@ impl Before {
         assert_eq!(running_version(mode), "1.3.2", "{what}: 1.3.2 serves again");
         assert_eq!(health(mode), 200, "{what}: healthy");
         assert_eq!(fingerprint(mode), self.fingerprint, "{what}: data intact");
-        assert_eq!(migrations(mode), self.migrations, "{what}: schema as before");
+        assert_eq!(
+            migrations(mode),
+            self.migrations,
+            "{what}: schema as before"
+        );
         assert_eq!(env_text(mode), self.env, "{what}: .env byte for byte");
-        assert_eq!(databases(mode), self.databases, "{what}: no database left over");
+        assert_eq!(
+            databases(mode),
+            self.databases,
+            "{what}: no database left over"
+        );
         assert!(!journal_left(sb), "{what}: journal removed");
         assert!(
-            !std::path::Path::new(&format!("{}/compose/.env.opshost-pre-upgrade", mode.install()))
-                .exists(),
+            !std::path::Path::new(&format!(
+                "{}/compose/.env.opshost-pre-upgrade",
+                mode.install()
+            ))
+            .exists(),
             "{what}: .env copy removed"
         );
     }
@@ -197,7 +224,8 @@ fn upgrade_and_roll_back(mode: Mode) {
     edited.push_str("export AGLEDGER_LICENSE_MODE=offline   # legacy, removed in 0.15.0\nAGLEDGER_RELEASE_DATE=2025-01-01\n");
     std::fs::write(env_path(mode), &edited).expect("write .env");
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(env_path(mode), std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    std::fs::set_permissions(env_path(mode), std::fs::Permissions::from_mode(0o600))
+        .expect("chmod");
     let before = fingerprint(mode);
 
     let out = upgrade(&sb, &["1.3.3"]);
@@ -210,29 +238,58 @@ fn upgrade_and_roll_back(mode: Mode) {
     assert_eq!(fingerprint(mode), before, "data intact");
     assert_eq!(image_of(mode, "agledger-api"), pin);
     assert_eq!(image_of(mode, "agledger-worker"), pin);
-    assert_eq!(env_value(mode, "AGLEDGER_VERSION").as_deref(), Some("1.3.3"));
-    assert_eq!(env_value(mode, "AGLEDGER_IMAGE_PIN").as_deref(), Some(pin.as_str()));
+    assert_eq!(
+        env_value(mode, "AGLEDGER_VERSION").as_deref(),
+        Some("1.3.3")
+    );
+    assert_eq!(
+        env_value(mode, "AGLEDGER_IMAGE_PIN").as_deref(),
+        Some(pin.as_str())
+    );
     let env = env_text(mode);
-    assert!(env.contains("# export AGLEDGER_LICENSE_MODE=offline   # legacy, removed in 0.15.0\n"), "{env}");
-    assert!(env.contains("# AGLEDGER_RELEASE_DATE=2025-01-01\n"), "{env}");
-    assert!(env.contains(&format!("{compose_file}\n")), "COMPOSE_FILE added back: {env}");
+    assert!(
+        env.contains("# export AGLEDGER_LICENSE_MODE=offline   # legacy, removed in 0.15.0\n"),
+        "{env}"
+    );
+    assert!(
+        env.contains("# AGLEDGER_RELEASE_DATE=2025-01-01\n"),
+        "{env}"
+    );
+    assert!(
+        env.contains(&format!("{compose_file}\n")),
+        "COMPOSE_FILE added back: {env}"
+    );
     // Every other line as it was.
     let untouched = |text: &str| -> Vec<String> {
         text.lines()
             .filter(|l| {
-                !["AGLEDGER_VERSION=", "AGLEDGER_IMAGE_PIN=", "COMPOSE_FILE=", "export AGLEDGER_LICENSE_MODE", "AGLEDGER_RELEASE_DATE", "# export AGLEDGER_LICENSE_MODE", "# AGLEDGER_RELEASE_DATE"]
-                    .iter()
-                    .any(|k| l.starts_with(k))
+                ![
+                    "AGLEDGER_VERSION=",
+                    "AGLEDGER_IMAGE_PIN=",
+                    "COMPOSE_FILE=",
+                    "export AGLEDGER_LICENSE_MODE",
+                    "AGLEDGER_RELEASE_DATE",
+                    "# export AGLEDGER_LICENSE_MODE",
+                    "# AGLEDGER_RELEASE_DATE",
+                ]
+                .iter()
+                .any(|k| l.starts_with(k))
             })
             .map(str::to_string)
             .collect()
     };
     assert_eq!(untouched(&env), untouched(&edited));
-    let mode_bits = std::fs::metadata(env_path(mode)).expect("stat").permissions().mode() & 0o777;
+    let mode_bits = std::fs::metadata(env_path(mode))
+        .expect("stat")
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode_bits, 0o600, ".env keeps its mode");
     let backups_dir = sb.path("backups");
     assert_eq!(
-        std::fs::read_to_string(backups_dir.join(".pre-upgrade-version")).expect("marker").trim(),
+        std::fs::read_to_string(backups_dir.join(".pre-upgrade-version"))
+            .expect("marker")
+            .trim(),
         "1.3.2"
     );
     assert!(!journal_left(&sb));
@@ -242,7 +299,11 @@ fn upgrade_and_roll_back(mode: Mode) {
     let out = upgrade(&sb, &["1.3.3"]);
     assert_eq!(out.code, OK, "{}", out.combined());
     assert!(out.stdout.contains("nothing to do"), "{}", out.stdout);
-    assert_eq!(std::fs::read_dir(&backups_dir).expect("ls").count(), count, "no backup");
+    assert_eq!(
+        std::fs::read_dir(&backups_dir).expect("ls").count(),
+        count,
+        "no backup"
+    );
     // Older: refused, pointing at rollback.
     let out = upgrade(&sb, &["1.3.2"]);
     assert_eq!(out.code, PLUGIN_FAILED, "{}", out.combined());
@@ -250,16 +311,29 @@ fn upgrade_and_roll_back(mode: Mode) {
     assert_eq!(running_version(mode), "1.3.3");
 
     // Rows written after the upgrade are what a rollback loses: it says so.
-    sql(mode, "INSERT INTO mandates (id, title) VALUES ('mdt_after_upgrade', 'lost by the rollback')");
+    sql(
+        mode,
+        "INSERT INTO mandates (id, title) VALUES ('mdt_after_upgrade', 'lost by the rollback')",
+    );
     let out = run(&sb, "rollback", &["--yes", "--ready-within", "20"]);
     assert_eq!(out.code, OK, "rollback: {}", out.combined());
-    assert!(out.stdout.contains("1 mandates"), "what is lost is said: {}", out.stdout);
+    assert!(
+        out.stdout.contains("1 mandates"),
+        "what is lost is said: {}",
+        out.stdout
+    );
     assert_eq!(running_version(mode), "1.3.2");
     assert_eq!(migrations(mode), "1,2", "the newer migration is gone");
     assert_eq!(fingerprint(mode), before, "the pre-upgrade data");
-    assert_eq!(env_value(mode, "AGLEDGER_VERSION").as_deref(), Some("1.3.2"));
+    assert_eq!(
+        env_value(mode, "AGLEDGER_VERSION").as_deref(),
+        Some("1.3.2")
+    );
     let back_pin = env_value(mode, "AGLEDGER_IMAGE_PIN").expect("pinned");
-    assert!(back_pin.starts_with(&format!("{REPO}@sha256:")) && back_pin != pin, "{back_pin}");
+    assert!(
+        back_pin.starts_with(&format!("{REPO}@sha256:")) && back_pin != pin,
+        "{back_pin}"
+    );
     assert_eq!(image_of(mode, "agledger-api"), back_pin);
     assert_eq!(databases(mode), vec![mode.database().to_string()]);
     assert!(!journal_left(&sb));
@@ -290,8 +364,14 @@ fn a_release_that_never_becomes_healthy_rolls_itself_back() {
     let out = upgrade(&sb, &["1.3.4", "--ready-within", "8"]);
     assert_eq!(out.code, PLUGIN_FAILED, "{}", out.combined());
     let error = error_of(&out);
-    assert!(error.contains("replace agledger-api"), "names the step: {error}");
-    assert!(error.contains("last lines agledger-api logged"), "shows the logs: {error}");
+    assert!(
+        error.contains("replace agledger-api"),
+        "names the step: {error}"
+    );
+    assert!(
+        error.contains("last lines agledger-api logged"),
+        "shows the logs: {error}"
+    );
     assert!(error.contains("Every change was undone"), "{error}");
     before.check(&sb, "never-healthy release");
 }
@@ -306,7 +386,10 @@ fn a_failing_migration_is_undone_with_the_pre_upgrade_database() {
     assert_eq!(out.code, PLUGIN_FAILED, "{}", out.combined());
     let error = error_of(&out);
     assert!(error.contains("run the migrations"), "{error}");
-    assert!(error.contains("vault_backfill"), "the migration's output: {error}");
+    assert!(
+        error.contains("vault_backfill"),
+        "the migration's output: {error}"
+    );
     before.check(&sb, "failing migration");
 }
 
@@ -400,7 +483,11 @@ fn two_operations_at_once_the_second_is_refused_naming_the_first() {
     }
     let out = sb.run(&plugin("backup"), &["--json"], &[]);
     assert_ne!(out.code, OK, "{}", out.combined());
-    assert!(error_of(&out).contains("upgrade"), "names the holder: {}", error_of(&out));
+    assert!(
+        error_of(&out).contains("upgrade"),
+        "names the holder: {}",
+        error_of(&out)
+    );
     let out = finished(child);
     assert_eq!(out.code, PLUGIN_FAILED, "{}", out.combined());
     before.check(&sb, "two at once");
@@ -409,15 +496,26 @@ fn two_operations_at_once_the_second_is_refused_naming_the_first() {
 fn kill_upgrade_at(mode: Mode, step: &str) {
     let sb = sandbox(mode);
     let before = Before::now(mode);
-    run_and_kill(&sb, "upgrade", &["--yes", "--ready-within", "20", "1.3.3"], |line| {
-        line.contains("\"event\":\"step\"") && line.contains(step)
-    });
+    run_and_kill(
+        &sb,
+        "upgrade",
+        &["--yes", "--ready-within", "20", "1.3.3"],
+        |line| line.contains("\"event\":\"step\"") && line.contains(step),
+    );
     let out = upgrade(&sb, &["1.3.3"]);
     assert_eq!(out.code, PLUGIN_FAILED, "{}", out.combined());
     let error = error_of(&out);
-    assert!(error.contains("did not finish") && error.contains("--recover"), "{error}");
+    assert!(
+        error.contains("did not finish") && error.contains("--recover"),
+        "{error}"
+    );
     let out = run(&sb, "upgrade", &["--recover"]);
-    assert_eq!(out.code, OK, "recover after a kill at {step}: {}", out.combined());
+    assert_eq!(
+        out.code,
+        OK,
+        "recover after a kill at {step}: {}",
+        out.combined()
+    );
     before.check(&sb, &format!("killed at {step}, recovered"));
 }
 
@@ -431,4 +529,211 @@ fn killing_an_upgrade_while_it_migrates_is_recovered() {
 fn killing_an_upgrade_while_it_replaces_the_api_is_recovered() {
     let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
     kill_upgrade_at(Mode::External, "replacing agledger-api");
+}
+
+/// docker-compose in the install's compose directory, with `env` over `.env`.
+fn compose(mode: Mode, args: &[&str], env: &[(&str, &str)]) {
+    let out = Command::new("docker-compose")
+        .args(["-p", &mode.project()])
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(format!("{}/compose", mode.install()))
+        .output()
+        .expect("docker-compose");
+    assert!(
+        out.status.success(),
+        "docker-compose {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The addresses of a service's containers on their network.
+fn addresses(mode: Mode, service: &str) -> Vec<String> {
+    docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=com.docker.compose.project={}", mode.project()),
+        "--filter",
+        &format!("label=com.docker.compose.service={service}"),
+    ])
+    .lines()
+    .map(|id| {
+        docker(&[
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+            id,
+        ])
+    })
+    .flat_map(|ips| {
+        ips.split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    })
+    .collect()
+}
+
+fn answers(address: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(addr) = format!("{address}:3001").parse::<std::net::SocketAddr>() else {
+        return false;
+    };
+    let Ok(mut s) =
+        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(500))
+    else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_millis(500)));
+    let _ = write!(
+        s,
+        "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    );
+    let mut response = String::new();
+    let _ = s.read_to_string(&mut response);
+    response.starts_with("HTTP/1.1 200")
+}
+
+#[test]
+fn a_scaled_worker_is_replaced_one_container_at_a_time_and_always_answers() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let mode = Mode::Bundled;
+    let sb = sandbox(mode);
+    // Two workers (the second takes the next port of a range).
+    compose(
+        mode,
+        &[
+            "up",
+            "-d",
+            "--no-deps",
+            "--no-recreate",
+            "--scale",
+            "agledger-worker=2",
+            "agledger-worker",
+        ],
+        &[("WORKER_PORT", "24002-24003")],
+    );
+    let start = std::time::Instant::now();
+    while addresses(mode, "agledger-worker")
+        .iter()
+        .filter(|a| answers(a))
+        .count()
+        < 2
+    {
+        assert!(
+            start.elapsed().as_secs() < 60,
+            "the second worker never answered"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
+    // Every 50 ms, each worker container's own address, each probe on its
+    // own thread; a sample passes when any container answered.
+    let done = Arc::new(AtomicBool::new(false));
+    let samples = Arc::new(Mutex::new(Vec::<(u64, bool)>::new()));
+    let prober = {
+        let (done, samples) = (done.clone(), samples.clone());
+        std::thread::spawn(move || {
+            let mut targets = addresses(mode, "agledger-worker");
+            let mut n = 0u64;
+            let mut threads = Vec::new();
+            while !done.load(Ordering::SeqCst) {
+                if n % 4 == 0 {
+                    targets = addresses(mode, "agledger-worker");
+                }
+                for t in targets.clone() {
+                    let samples = samples.clone();
+                    threads.push(std::thread::spawn(move || {
+                        let ok = answers(&t);
+                        samples.lock().expect("samples").push((n, ok));
+                    }));
+                }
+                n += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+    };
+    let out = upgrade(&sb, &["1.3.3"]);
+    done.store(true, Ordering::SeqCst);
+    prober.join().expect("prober");
+    assert_eq!(out.code, OK, "upgrade: {}", out.combined());
+    let samples = samples.lock().expect("samples").clone();
+    let total = samples.iter().map(|s| s.0).max().unwrap_or(0);
+    let dark: Vec<u64> = (0..total)
+        .filter(|n| !samples.iter().any(|(m, ok)| m == n && *ok))
+        .collect();
+    assert!(total > 20, "the prober ran ({total} samples)");
+    assert!(
+        dark.is_empty(),
+        "samples where no worker answered: {dark:?} of {total}"
+    );
+    let images: Vec<String> = docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=com.docker.compose.project={}", mode.project()),
+        "--filter",
+        "label=com.docker.compose.service=agledger-worker",
+    ])
+    .lines()
+    .map(|id| docker(&["inspect", "-f", "{{.Config.Image}}", id]))
+    .collect();
+    let pin = result_json(&out)["data"]["image_pin"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(images, vec![pin.clone(), pin], "both workers replaced");
+
+    let out = run(&sb, "rollback", &["--yes", "--ready-within", "20"]);
+    assert_eq!(out.code, OK, "rollback: {}", out.combined());
+    assert_eq!(running_version(mode), "1.3.2");
+    // Back to one worker, as the other tests expect.
+    let second = docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=com.docker.compose.project={}", mode.project()),
+        "--filter",
+        "label=com.docker.compose.container-number=2",
+        "--filter",
+        "label=com.docker.compose.service=agledger-worker",
+    ]);
+    for id in second.lines() {
+        docker(&["rm", "-f", id]);
+    }
+}
+
+#[test]
+fn no_auto_rollback_leaves_the_failure_for_inspection_and_recover_undoes_it() {
+    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let mode = Mode::Bundled;
+    let sb = sandbox(mode);
+    let before = Before::now(mode);
+    let out = upgrade(&sb, &["1.3.4", "--ready-within", "8", "--no-auto-rollback"]);
+    assert_eq!(out.code, PLUGIN_FAILED, "{}", out.combined());
+    let error = error_of(&out);
+    assert!(error.contains("nothing was undone"), "{error}");
+    assert!(
+        error.contains("opshost run upgrade.wasm -- --recover"),
+        "the command: {error}"
+    );
+    // Left as it failed: the broken release in place, the journal kept.
+    assert_eq!(
+        env_value(mode, "AGLEDGER_VERSION").as_deref(),
+        Some("1.3.4")
+    );
+    assert!(journal_left(&sb));
+    assert_ne!(health(mode), 200, "the broken release answers 503");
+    // Any other run is refused until it is recovered.
+    let out = upgrade(&sb, &["1.3.3"]);
+    assert_eq!(out.code, PLUGIN_FAILED, "{}", out.combined());
+    assert!(error_of(&out).contains("--recover"), "{}", error_of(&out));
+    let out = run(&sb, "upgrade", &["--recover"]);
+    assert_eq!(out.code, OK, "{}", out.combined());
+    before.check(&sb, "--no-auto-rollback then --recover");
 }

@@ -26,9 +26,7 @@ pub fn write_env(version: &str, pin: &str) -> Result<()> {
             "commenting out {key} in .env (removed from the product)"
         ));
     }
-    let text = env
-        .file
-        .edited(&env.changes_for(version, pin))?;
+    let text = env.file.edited(&env.changes_for(version, pin))?;
     env.write(&text)
 }
 
@@ -54,8 +52,9 @@ fn verified(pin: &str) -> Result<()> {
         .context(format!("pulling {pin}"))
 }
 
-fn env_change(version: &str, pin: &str) -> RecreateSpec {
+fn env_change(version: &str, pin: &str, healthy_within_ms: Option<u32>) -> RecreateSpec {
     RecreateSpec {
+        healthy_within_ms,
         image: Some(pin.to_string()),
         env_set: vec![
             (dep::VERSION_KEY.into(), version.into()),
@@ -69,7 +68,9 @@ fn env_change(version: &str, pin: &str) -> RecreateSpec {
 pub fn replace_api(pin: &str, version: &str, ready_within_s: u64) -> Result<()> {
     progress::step(&format!("replacing agledger-api with {version}"), None);
     verified(pin)?;
-    container::recreate(CONTAINERS, API, &env_change(version, pin))?;
+    // One container (a fixed host port): readiness is polled below, at
+    // a shorter interval than Docker's healthcheck.
+    container::recreate(CONTAINERS, API, &env_change(version, pin, None))?;
     dep::wait_ready(ready_within_s * 1000)
         .map_err(|e| with_logs(e, API))
         .and_then(|()| expect_version(version))
@@ -79,8 +80,10 @@ pub fn replace_api(pin: &str, version: &str, ready_within_s: u64) -> Result<()> 
 pub fn replace_worker(pin: &str, version: &str, ready_within_s: u64) -> Result<()> {
     progress::step(&format!("replacing agledger-worker with {version}"), None);
     verified(pin)?;
-    container::recreate(CONTAINERS, WORKER, &env_change(version, pin))?;
+    // Scaled workers are replaced one at a time, each new one healthy
+    // before the next goes: some worker always answers.
     let within = u32::try_from(ready_within_s * 1000).unwrap_or(u32::MAX);
+    container::recreate(CONTAINERS, WORKER, &env_change(version, pin, Some(within)))?;
     container::wait_healthy(CONTAINERS, WORKER, within)
         .map(drop)
         .map_err(|e| with_logs(e, WORKER))

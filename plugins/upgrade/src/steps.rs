@@ -86,10 +86,7 @@ pub const RUNBOOK: Runbook<Upgrade> = Runbook {
         },
         Step {
             name: "stop agledger-worker",
-            apply: |_| {
-                progress::step("stopping agledger-worker", None);
-                container::stop(CONTAINERS, WORKER, Some(30))
-            },
+            apply: stop_worker,
             undo: Some(|_| container::start(CONTAINERS, WORKER)),
         },
         Step {
@@ -110,9 +107,7 @@ pub const RUNBOOK: Runbook<Upgrade> = Runbook {
         Step {
             name: "replace agledger-worker",
             apply: |u| release::replace_worker(&u.to_pin, &u.to_version, u.ready_within_s),
-            undo: Some(|u| {
-                release::replace_worker(&u.from_pin, &u.from_version, u.ready_within_s)
-            }),
+            undo: Some(|u| release::replace_worker(&u.from_pin, &u.from_version, u.ready_within_s)),
         },
         Step {
             name: "check the upgraded deployment",
@@ -173,6 +168,26 @@ fn pull_images(u: &mut Upgrade) -> Result<()> {
         u.from_image
     ))?;
     Ok(())
+}
+
+/// The vendor stops the worker while the migrations run. A scaled worker
+/// (the HA layout) is not stopped: the point of several is that one always
+/// serves, so its release's migrations must be online; it is replaced one
+/// container at a time instead.
+fn stop_worker(_: &mut Upgrade) -> Result<()> {
+    let replicas = container::list(CONTAINERS)?
+        .iter()
+        .filter(|c| c.service == WORKER)
+        .count();
+    if replicas > 1 {
+        progress::info(&format!(
+            "agledger-worker runs {replicas} containers (scaled): they keep serving through the migrations \
+             and are replaced one at a time"
+        ));
+        return Ok(());
+    }
+    progress::step("stopping agledger-worker", None);
+    container::stop(CONTAINERS, WORKER, Some(30))
 }
 
 fn migrate(u: &mut Upgrade) -> Result<()> {
@@ -253,4 +268,3 @@ fn record(u: &mut Upgrade) -> Result<()> {
     let _ = compose.remove(release::ENV_SAVED);
     Ok(())
 }
-

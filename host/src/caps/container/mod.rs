@@ -115,6 +115,50 @@ fn last_health_log(c: &bollard::models::ContainerInspectResponse) -> String {
         .unwrap_or_else(|| "no health check has run".into())
 }
 
+/// Wait until one container reports healthy (or runs, without a
+/// healthcheck); it failing or the time running out is an error naming
+/// the service and the last health check.
+async fn healthy(
+    docker: &Docker,
+    id: &str,
+    service: &str,
+    within: Duration,
+) -> Result<ContainerInspectResponse, CapError> {
+    let deadline = Instant::now() + within;
+    loop {
+        let c = docker
+            .inspect_container(id, None)
+            .await
+            .map_err(|e| engine_error("inspect", e))?;
+        let info = scope::info(&c);
+        match info.health.as_deref() {
+            Some("healthy") => return Ok(c),
+            None if info.state == "running" => return Ok(c),
+            _ => {}
+        }
+        if matches!(info.state.as_str(), "exited" | "dead") {
+            return Err(CapError::Failed(format!(
+                "{service} ({}) is {} (exit code {}); {}",
+                info.name,
+                info.state,
+                info.exit_code.unwrap_or(-1),
+                last_health_log(&c)
+            )));
+        }
+        if Instant::now() >= deadline {
+            return Err(CapError::TimedOut(format!(
+                "{service} ({}) is not healthy after {} ms (state {}, health {}); {}",
+                info.name,
+                within.as_millis(),
+                info.state,
+                info.health.as_deref().unwrap_or("none"),
+                last_health_log(&c)
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 impl wit::Host for HostState {
     async fn list(&mut self, project: String) -> Result<Vec<ContainerInfo>, CapError> {
         let call = self.run.call("container", &project, "inspect");
@@ -274,8 +318,14 @@ impl wit::Host for HostState {
         let run = self.run.clone();
         call.finish(
             async {
-                let (docker, _, c) = run.service(&project, &service, ContainerVerb::Stop).await?;
-                recreate::stop(&docker, &scope::id(&c)?, timeout_s).await
+                let (docker, res) = run
+                    .containers(&project, Some(&service), &[ContainerVerb::Stop])
+                    .await?;
+                // Every replica: "stop the worker" means all of it.
+                for c in scope::service_containers(&docker, &res.project, &service).await? {
+                    recreate::stop(&docker, &scope::id(&c)?, timeout_s).await?;
+                }
+                Ok(())
             }
             .await,
         )
@@ -289,16 +339,20 @@ impl wit::Host for HostState {
         let run = self.run.clone();
         call.finish(
             async {
-                let (docker, _, c) = run
-                    .service(&project, &service, ContainerVerb::Start)
+                let (docker, res) = run
+                    .containers(&project, Some(&service), &[ContainerVerb::Start])
                     .await?;
-                match docker.start_container(&scope::id(&c)?, None).await {
-                    Err(bollard::errors::Error::DockerResponseServerError {
-                        status_code: 304,
-                        ..
-                    }) => Ok(()),
-                    other => other.map_err(|e| engine_error("start", e)),
+                for c in scope::service_containers(&docker, &res.project, &service).await? {
+                    match docker.start_container(&scope::id(&c)?, None).await {
+                        // 304: already running.
+                        Err(bollard::errors::Error::DockerResponseServerError {
+                            status_code: 304,
+                            ..
+                        }) => {}
+                        other => other.map_err(|e| engine_error("start", e))?,
+                    }
                 }
+                Ok(())
             }
             .await,
         )
@@ -388,19 +442,33 @@ impl wit::Host for HostState {
                     .containers(&project, Some(&service), &[ContainerVerb::Recreate])
                     .await?;
                 recreate::tidy(&docker, &res.project, &service).await?;
-                let old = scope::service_container(&docker, &res.project, &service).await?;
-                let image =
-                    scope::image_for(&docker, &run, &project, &res, spec.image, &old).await?;
+                let replicas = scope::service_containers(&docker, &res.project, &service).await?;
                 let env = recreate::EnvChange {
                     set: &spec.env_set,
                     unset: &spec.env_unset,
                 };
-                let new_id = recreate::recreate(&docker, &old, image, &env).await?;
-                let new = docker
-                    .inspect_container(&new_id, None)
-                    .await
-                    .map_err(|e| engine_error("inspect", e))?;
-                Ok(scope::info(&new))
+                let gate = spec
+                    .healthy_within_ms
+                    .map(|ms| Duration::from_millis(ms.into()));
+                // One replica at a time: the others keep serving meanwhile.
+                let mut first = None;
+                for old in &replicas {
+                    let image =
+                        scope::image_for(&docker, &run, &project, &res, spec.image.clone(), old)
+                            .await?;
+                    let new_id = recreate::recreate(&docker, old, image, &env).await?;
+                    let new = match gate {
+                        Some(within) => healthy(&docker, &new_id, &service, within).await?,
+                        None => docker
+                            .inspect_container(&new_id, None)
+                            .await
+                            .map_err(|e| engine_error("inspect", e))?,
+                    };
+                    first.get_or_insert(scope::info(&new));
+                }
+                first.ok_or_else(|| {
+                    CapError::NotFound(format!("no container for service \"{service}\""))
+                })
             }
             .await,
         )
@@ -454,35 +522,18 @@ impl wit::Host for HostState {
         let run = self.run.clone();
         call.finish(
             async {
-                let (docker, res) = run.containers(&project, Some(&service), &[ContainerVerb::Inspect]).await?;
-                let deadline = Instant::now() + Duration::from_millis(timeout_ms.into());
-                loop {
-                    let c = scope::service_container(&docker, &res.project, &service).await?;
-                    let info = scope::info(&c);
-                    let running = info.state == "running";
-                    match info.health.as_deref() {
-                        Some("healthy") => return Ok(info),
-                        None if running => return Ok(info),
-                        _ => {}
-                    }
-                    if matches!(info.state.as_str(), "exited" | "dead") {
-                        return Err(CapError::Failed(format!(
-                            "{service} is {} (exit code {}); {}",
-                            info.state,
-                            info.exit_code.unwrap_or(-1),
-                            last_health_log(&c)
-                        )));
-                    }
-                    if Instant::now() >= deadline {
-                        return Err(CapError::TimedOut(format!(
-                            "{service} is not healthy after {timeout_ms} ms (state {}, health {}); {}",
-                            info.state,
-                            info.health.as_deref().unwrap_or("none"),
-                            last_health_log(&c)
-                        )));
-                    }
-                    tokio::time::sleep(Duration::from_millis(250)).await;
+                let (docker, res) = run
+                    .containers(&project, Some(&service), &[ContainerVerb::Inspect])
+                    .await?;
+                let within = Duration::from_millis(timeout_ms.into());
+                let mut first = None;
+                for c in scope::service_containers(&docker, &res.project, &service).await? {
+                    let id = scope::id(&c)?;
+                    first.get_or_insert(healthy(&docker, &id, &service, within).await?);
                 }
+                first.map(|c| scope::info(&c)).ok_or_else(|| {
+                    CapError::NotFound(format!("no container for service \"{service}\""))
+                })
             }
             .await,
         )

@@ -108,6 +108,26 @@ pub async fn service_container(
         })
 }
 
+/// Every container of one service (one per replica when scaled), in
+/// container-number order.
+pub async fn service_containers(
+    docker: &Docker,
+    project: &str,
+    service: &str,
+) -> Result<Vec<ContainerInspectResponse>, CapError> {
+    let all: Vec<_> = project_containers(docker, project)
+        .await?
+        .into_iter()
+        .filter(|c| label(c, SERVICE_LABEL) == Some(service))
+        .collect();
+    if all.is_empty() {
+        return Err(CapError::NotFound(format!(
+            "no container for service \"{service}\" in compose project \"{project}\""
+        )));
+    }
+    Ok(all)
+}
+
 pub fn label<'a>(c: &'a ContainerInspectResponse, key: &str) -> Option<&'a str> {
     c.config
         .as_ref()?

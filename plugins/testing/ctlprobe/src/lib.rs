@@ -96,6 +96,7 @@ impl opshost_sdk::Operation for Probe {
                     image: image_arg(&a(2)?),
                     env_set: env_args(&args[3..]),
                     env_unset: vec![],
+                    healthy_within_ms: None,
                 };
                 info(&container::recreate(P, &a(1)?, &spec)?)
             }
