@@ -126,7 +126,10 @@ pub fn current(env: &Env) -> Result<Current> {
     let candidates = [
         (from_env, format!("{COMPOSE}/{ENV_FILE} {VERSION_KEY}")),
         (from_file, "VERSION".to_string()),
-        (from_tag, format!("the image agledger-api runs ({})", api.image)),
+        (
+            from_tag,
+            format!("the image agledger-api runs ({})", api.image),
+        ),
         (reported.clone(), "/conformance".to_string()),
     ];
     let Some((version, source)) = candidates

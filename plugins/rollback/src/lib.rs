@@ -40,7 +40,9 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
             "--yes" | "-y" => opts.yes = true,
             "--recover" => opts.recover = true,
             "--help" | "-h" => opts.help = true,
-            "--backup" => opts.backup = Some(it.next().ok_or("--backup needs a file name")?.clone()),
+            "--backup" => {
+                opts.backup = Some(it.next().ok_or("--backup needs a file name")?.clone())
+            }
             "--to" => {
                 let v = it.next().ok_or("--to needs a version")?;
                 semver::Version::parse(v.trim_start_matches('v'))
@@ -58,7 +60,9 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
         }
     }
     if opts.backup.is_some() != opts.to.is_some() {
-        return Err("--backup and --to go together (a backup and the version that wrote it)".into());
+        return Err(
+            "--backup and --to go together (a backup and the version that wrote it)".into(),
+        );
     }
     Ok(opts)
 }

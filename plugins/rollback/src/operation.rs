@@ -38,7 +38,14 @@ impl opshost_sdk::Operation for Rollback {
             return Ok(Report::ok(crate::USAGE));
         }
         let dir = fs::open("backups").context("opening the backup directory")?;
-        let _lock = lock::take(&dir, if opts.recover { "rollback --recover" } else { "rollback" })?;
+        let _lock = lock::take(
+            &dir,
+            if opts.recover {
+                "rollback --recover"
+            } else {
+                "rollback"
+            },
+        )?;
         match (RUNBOOK.interrupted(&dir)?, opts.recover) {
             (Some(i), true) => recover(&dir, i),
             (Some(i), false) => Err(fail(format!(
@@ -64,10 +71,17 @@ fn rollback_point(dir: &Dir, opts: &Options, repository: &str) -> Result<(String
     if let Ok(bytes) = dir.read(artifact::LAST_UPGRADE) {
         let doc: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|e| fail(format!("{} is not readable ({e})", artifact::LAST_UPGRADE)))?;
-        let text = |k: &str| doc[k].as_str().filter(|s| !s.is_empty()).map(str::to_string);
+        let text = |k: &str| {
+            doc[k]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
         let backup = text("backup").ok_or_else(|| {
-            fail("the last upgrade ran with --skip-backup: there is no rollback point; \
-                  give one with --backup FILE --to VERSION")
+            fail(
+                "the last upgrade ran with --skip-backup: there is no rollback point; \
+                  give one with --backup FILE --to VERSION",
+            )
         })?;
         let to = text("from_version").ok_or_else(|| fail("the upgrade record names no version"))?;
         let image = text("from_pin").unwrap_or_else(|| format!("{repository}:{to}"));
@@ -105,8 +119,15 @@ fn rollback(dir: &Dir, opts: &Options) -> Result<Report> {
     let checked = verify::backup(dir, &backup, &staging)
         .inspect_err(|_| agledger_ops::remove_tree(dir, &staging))?;
     let lost = lost_rows(checked.manifest.as_ref())?;
-    confirm(&current.version, &to_version, &backup, &checked.created, &lost, opts.yes)
-        .inspect_err(|_| agledger_ops::remove_tree(dir, &staging))?;
+    confirm(
+        &current.version,
+        &to_version,
+        &backup,
+        &checked.created,
+        &lost,
+        opts.yes,
+    )
+    .inspect_err(|_| agledger_ops::remove_tree(dir, &staging))?;
 
     let mut state = State {
         backup: backup.clone(),
@@ -154,7 +175,9 @@ fn rollback(dir: &Dir, opts: &Options) -> Result<Report> {
 /// Rows written since the backup, per table, in words ("12 mandates").
 fn lost_rows(manifest: Option<&serde_json::Value>) -> Result<Vec<String>> {
     let Some(counts) = manifest.and_then(|m| m["row_counts"].as_object()) else {
-        return Ok(vec!["unknown (the backup has no manifest with row counts)".into()]);
+        return Ok(vec![
+            "unknown (the backup has no manifest with row counts)".into()
+        ]);
     };
     let conn = db::connect(swap::DB)?;
     let mut lost = Vec::new();
@@ -163,7 +186,8 @@ fn lost_rows(manifest: Option<&serde_json::Value>) -> Result<Vec<String>> {
             .split('.')
             .map(|p| format!("\"{}\"", p.replace('"', "\"\"")))
             .collect();
-        let Ok(now) = vault::count(&conn, &format!("SELECT count(*) FROM {}", quoted.join("."))) else {
+        let Ok(now) = vault::count(&conn, &format!("SELECT count(*) FROM {}", quoted.join(".")))
+        else {
             continue;
         };
         let then = then.as_u64().unwrap_or(0);
@@ -177,11 +201,21 @@ fn lost_rows(manifest: Option<&serde_json::Value>) -> Result<Vec<String>> {
     Ok(lost)
 }
 
-fn confirm(from: &str, to: &str, backup: &str, made: &str, lost: &[String], yes: bool) -> Result<()> {
+fn confirm(
+    from: &str,
+    to: &str,
+    backup: &str,
+    made: &str,
+    lost: &[String],
+    yes: bool,
+) -> Result<()> {
     let loss = if lost.is_empty() {
         "Nothing was written since the backup.".to_string()
     } else {
-        format!("Written since the backup and LOST by the rollback: {}.", lost.join(", "))
+        format!(
+            "Written since the backup and LOST by the rollback: {}.",
+            lost.join(", ")
+        )
     };
     let plan = format!(
         "Roll back AGLedger {from} -> {to}: stop the services, put the database of {backup} (made {made}) in place \
@@ -207,10 +241,15 @@ fn recover(dir: &Dir, interrupted: Interrupted<State>) -> Result<Report> {
     let outcome = RUNBOOK.recover(dir, interrupted)?;
     agledger_ops::remove_tree(dir, &staging);
     match outcome {
-        Outcome::Done => Ok(Report::ok(format!("the rollback to {to} had completed; its cleanup is done now"))),
+        Outcome::Done => Ok(Report::ok(format!(
+            "the rollback to {to} had completed; its cleanup is done now"
+        ))),
         Outcome::RolledBack { .. } => Ok(Report::ok(
             "the interrupted rollback was undone: the deployment is as it was before it",
         )),
-        other => Err(fail(format!("undoing the rollback: {}", describe(&fail(other.describe("rollback")))))),
+        other => Err(fail(format!(
+            "undoing the rollback: {}",
+            describe(&fail(other.describe("rollback")))
+        ))),
     }
 }

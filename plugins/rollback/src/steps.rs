@@ -132,9 +132,7 @@ pub const RUNBOOK: Runbook<Rollback> = Runbook {
         Step {
             name: "replace agledger-worker",
             apply: |r| release::replace_worker(&r.to_pin, &r.to_version, r.ready_within_s),
-            undo: Some(|r| {
-                release::replace_worker(&r.from_pin, &r.from_version, r.ready_within_s)
-            }),
+            undo: Some(|r| release::replace_worker(&r.from_pin, &r.from_version, r.ready_within_s)),
         },
         Step {
             name: "check health, version, preflight and the vault",
@@ -151,7 +149,8 @@ pub const RUNBOOK: Runbook<Rollback> = Runbook {
 
 fn pull_images(r: &mut Rollback) -> Result<()> {
     progress::step(&format!("pulling {}", r.to_image), None);
-    r.to_pin = container::pull(CONTAINERS, &r.to_image).context(format!("pulling {}", r.to_image))?;
+    r.to_pin =
+        container::pull(CONTAINERS, &r.to_image).context(format!("pulling {}", r.to_image))?;
     progress::step(&format!("pulling {} (to come back to)", r.from_image), None);
     r.from_pin = container::pull(CONTAINERS, &r.from_image)
         .context(format!("pulling the running image {}", r.from_image))?;
@@ -174,7 +173,10 @@ fn check(r: &mut Rollback) -> Result<()> {
 
 fn finish(r: &mut Rollback) -> Result<()> {
     if swap::exists(&r.previous_db)? {
-        progress::step(&format!("dropping the replaced database {}", r.previous_db), None);
+        progress::step(
+            &format!("dropping the replaced database {}", r.previous_db),
+            None,
+        );
         db::drop_database(swap::DB, &r.previous_db)?;
     }
     let backups = fs::open("backups")?;

@@ -144,7 +144,10 @@ mod tests {
         let text = "# head\r\nAGLEDGER_VERSION=1.3.2   # pinned by ops\r\n\r\nexport AGLEDGER_LICENSE_MODE=offline\r\nX='keep me'\r\n";
         let env = EnvFile::parse(text.as_bytes(), ".env").unwrap();
         let new = env
-            .edited(&[set("AGLEDGER_VERSION", "1.3.3"), out("AGLEDGER_LICENSE_MODE")])
+            .edited(&[
+                set("AGLEDGER_VERSION", "1.3.3"),
+                out("AGLEDGER_LICENSE_MODE"),
+            ])
             .unwrap();
         assert_eq!(
             new,
@@ -154,7 +157,10 @@ mod tests {
         let again = EnvFile::parse(new.as_bytes(), ".env").unwrap();
         assert_eq!(
             again
-                .edited(&[set("AGLEDGER_VERSION", "1.3.3"), out("AGLEDGER_LICENSE_MODE")])
+                .edited(&[
+                    set("AGLEDGER_VERSION", "1.3.3"),
+                    out("AGLEDGER_LICENSE_MODE")
+                ])
                 .unwrap(),
             new
         );
@@ -169,7 +175,10 @@ mod tests {
             .unwrap();
         assert!(new.starts_with("# AGLEDGER_IMAGE_PIN=old@sha256:00\nA=1"));
         let reread = EnvFile::parse(new.as_bytes(), ".env").unwrap();
-        assert_eq!(reread.get("AGLEDGER_IMAGE_PIN").as_deref(), Some("r@sha256:ab"));
+        assert_eq!(
+            reread.get("AGLEDGER_IMAGE_PIN").as_deref(),
+            Some("r@sha256:ab")
+        );
         assert_eq!(reread.get("A").as_deref(), Some("1"));
     }
 }

@@ -29,10 +29,10 @@ pub mod bindings {
     });
 }
 
+pub mod dotenv;
 pub mod io;
 pub mod manifest;
 pub mod report;
-pub mod dotenv;
 pub mod runbook;
 
 pub use bindings::opshost::plugin::types::{Error, Outcome};

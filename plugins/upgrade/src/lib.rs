@@ -65,7 +65,8 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
             "--help" | "-h" => opts.help = true,
             "--ready-within" => opts.ready_within_s = number(arg, it.next())?,
             "--keep" => {
-                opts.keep = usize::try_from(number(arg, it.next())?).map_err(|_| "--keep is too large")?
+                opts.keep =
+                    usize::try_from(number(arg, it.next())?).map_err(|_| "--keep is too large")?
             }
             flag if flag.starts_with('-') => return Err(format!("unknown argument {flag:?}")),
             version => {

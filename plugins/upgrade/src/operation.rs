@@ -38,7 +38,14 @@ impl opshost_sdk::Operation for Upgrade {
         }
         let dir = fs::open("backups").context("opening the backup directory")?;
         // Held for the whole run, automatic rollback included.
-        let _lock = lock::take(&dir, if opts.recover { "upgrade --recover" } else { "upgrade" })?;
+        let _lock = lock::take(
+            &dir,
+            if opts.recover {
+                "upgrade --recover"
+            } else {
+                "upgrade"
+            },
+        )?;
         match (RUNBOOK.interrupted(&dir)?, opts.recover) {
             (Some(interrupted), true) => recover(&dir, interrupted),
             (Some(interrupted), false) => Err(fail(format!(
@@ -58,7 +65,10 @@ impl opshost_sdk::Operation for Upgrade {
 opshost_sdk::plugin!(Upgrade);
 
 fn upgrade(dir: &Dir, opts: &Options) -> Result<Report> {
-    let target = opts.target.clone().ok_or_else(|| invalid("no target version"))?;
+    let target = opts
+        .target
+        .clone()
+        .ok_or_else(|| invalid("no target version"))?;
     let env = Env::open()?;
     let current = dep::current(&env)?;
     for d in &current.disagreements {
@@ -106,7 +116,12 @@ fn upgrade(dir: &Dir, opts: &Options) -> Result<Report> {
     confirm(&state, &removed, opts)?;
 
     let started = clock::now();
-    let outcome = RUNBOOK.run_with(dir, &mut state, &clock::rfc3339(started), opts.auto_rollback)?;
+    let outcome = RUNBOOK.run_with(
+        dir,
+        &mut state,
+        &clock::rfc3339(started),
+        opts.auto_rollback,
+    )?;
     let seconds = clock::now() - started;
     match outcome {
         Outcome::Done => Ok(Report::ok(format!(
@@ -164,7 +179,8 @@ fn confirm(state: &State, removed: &[&str], opts: &Options) -> Result<()> {
     plan.push("  1. pull the target image and verify its signature; pin its digest".into());
     match &state.backup {
         Some(_) => plan.push("  2. back up the database (the rollback point)".into()),
-        None => plan.push("  2. NO BACKUP (--skip-backup): a failure cannot restore the database".into()),
+        None => plan
+            .push("  2. NO BACKUP (--skip-backup): a failure cannot restore the database".into()),
     }
     plan.push("  3. stop agledger-worker; run the migrations of the new release".into());
     let mut env_line = format!(

@@ -374,4 +374,3 @@ fn prune(dir: &Dir, keep: usize, just_made: &str) -> Result<Vec<String>> {
     }
     Ok(removed)
 }
-

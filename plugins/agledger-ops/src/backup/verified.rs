@@ -42,7 +42,12 @@ impl Verified {
         }
     }
 
-    pub fn check(&mut self, dir: &Dir, files: &[Found], name: &str) -> std::result::Result<(), String> {
+    pub fn check(
+        &mut self,
+        dir: &Dir,
+        files: &[Found],
+        name: &str,
+    ) -> std::result::Result<(), String> {
         let stamp = Self::stamp(files, name);
         if stamp.is_some() && self.known.get(name) == stamp.as_ref() {
             return Ok(());
@@ -72,4 +77,3 @@ impl Verified {
         }
     }
 }
-
