@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A first taste: build everything, bring up the AGLedger stand-in (real
 # containers from a local registry, PostgreSQL in the project), then run
-# backup -> restore -> vault-scan against it end to end, and show what was
+# backup -> restore -> vault-scan -> upgrade 1.3.3 -> upgrade 1.3.4 (rolls
+# itself back) -> rollback against it end to end, and show what was
 # audited and what a missing grant looks like. Works on its own on a fresh
 # machine (tests/setup.sh installs what is missing); leaves the stand-in and
 # the PostgreSQL test cluster running (how to remove them is printed at the
@@ -39,8 +40,19 @@ project = "opshost-test"
 [db.agledger]
 env_file = "$install/compose/.env"   # bundled mode: POSTGRES_* from the install's .env
 container = "agledger"               # the database runs in that project's postgres container
+[dir.compose]
+path = "$install/compose"            # upgrade and rollback edit compose/.env
+[dir.install]
+path = "$install"                    # read-only: the VERSION file
 [http.api]
 url = "http://127.0.0.1:24001"
+# Images run only if signed like the vendor's releases (cosign keyless);
+# here a test CA stands in for Fulcio and a test key for Rekor.
+[containers.agledger.signatures]
+fulcio_roots = ["${OPSHOST_TEST_TRUST:-/tmp/opshost-test-trust}/fulcio-root.pem"]
+rekor_keys = ["${OPSHOST_TEST_TRUST:-/tmp/opshost-test-trust}/rekor.pub"]
+identity_regexp = '^https://github\.com/agledger-ai/agledger-api/\.github/workflows/.+@refs/tags/v.+$'
+issuer = "https://token.actions.githubusercontent.com"
 [audit]
 path = "audit.ndjson"
 TOML
@@ -58,6 +70,18 @@ allow = ["db=agledger:admin", "fs=backups:rw", "container=agledger:inspect,stop,
 vendor = "opshost"
 name = "vault-scan"
 allow = ["db=agledger:read"]
+[[plugin]]
+vendor = "opshost"
+name = "upgrade"
+allow = ["db=agledger:admin", "fs=backups:rw", "fs=compose:rw", "fs=install:ro",
+         "container=agledger:inspect,logs,stop,start,pull,recreate,run",
+         "http=api/health:GET", "http=api/conformance:GET"]
+[[plugin]]
+vendor = "opshost"
+name = "rollback"
+allow = ["db=agledger:admin", "fs=backups:rw", "fs=compose:rw", "fs=install:ro",
+         "container=agledger:inspect,logs,stop,start,pull,recreate,run",
+         "http=api/health:GET", "http=api/conformance:GET"]
 TOML
 opshost() { target/release/opshost "$@"; }
 plugins=target/wasm32-wasip2/release
@@ -83,6 +107,28 @@ run restore --yes -- "$backup"
 echo
 echo "### vault-scan of the restored database: every chain, every signature"
 run vault_scan
+echo
+version() { curl -s --max-time 5 http://127.0.0.1:24001/health; echo; }
+echo "### upgrade 1.3.2 -> 1.3.3: signed image verified and pinned by digest, pre-upgrade backup,"
+echo "### migrations in a one-off container, .env edited, api then worker replaced, result checked"
+run upgrade --yes -- 1.3.3
+version
+grep -E '^(AGLEDGER_VERSION|AGLEDGER_IMAGE_PIN)=' "$install/compose/.env"
+echo
+echo "### upgrade to 1.3.4, a release that never becomes healthy: it undoes itself (exit 1 expected)"
+set +e
+run upgrade --yes -- 1.3.4 --ready-within 15
+failed=$?
+set -e
+echo "exit code: $failed"
+[ "$failed" -eq 1 ] || { echo "error: expected the 1.3.4 upgrade to fail (exit 1)" >&2; exit 1; }
+version
+echo
+echo "### rollback: the database of the pre-upgrade backup and 1.3.2's image, as one operation"
+run rollback --yes
+version
+curl -s --max-time 5 http://127.0.0.1:24001/health | grep -q '"version":"1.3.2"' \
+  || { echo "error: 1.3.2 is not serving after the rollback" >&2; exit 1; }
 echo
 echo "### the last lines of the audit log ($demo/audit.ndjson)"
 tail -5 "$demo/audit.ndjson"
