@@ -181,7 +181,11 @@ fn lost_rows(manifest: Option<&serde_json::Value>) -> Result<Vec<String>> {
     };
     let conn = db::connect(swap::DB)?;
     let mut lost = Vec::new();
-    for (table, then) in counts {
+    // `_migrations` and the like are the schema's bookkeeping, not data.
+    for (table, then) in counts
+        .iter()
+        .filter(|(t, _)| !t.rsplit('.').next().unwrap_or(t).starts_with('_'))
+    {
         let quoted: Vec<String> = table
             .split('.')
             .map(|p| format!("\"{}\"", p.replace('"', "\"\"")))

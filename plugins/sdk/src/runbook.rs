@@ -279,10 +279,12 @@ impl<C: State> Runbook<C> {
                     });
                 }
                 Err(error) => {
+                    // The first line only: the whole error ends the run.
+                    let error_text = describe(&error);
                     progress::warn(&format!(
                         "\"{}\" failed: {}; undoing what was done",
                         step.name,
-                        describe(&error)
+                        error_text.lines().next().unwrap_or_default()
                     ));
                     return self.undo_all(dir, state, started_at, &mut marks, step.name, error);
                 }

@@ -213,7 +213,7 @@ fn migrate(u: &mut Upgrade) -> Result<()> {
         )));
     }
     for line in output.lines().filter(|l| !l.trim().is_empty()) {
-        progress::info(&format!("migrate: {line}"));
+        progress::info(line);
     }
     Ok(())
 }
