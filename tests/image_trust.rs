@@ -4,8 +4,9 @@
 //! the ctlprobe plugin, verified by the host. Each test signs its own
 //! image (the stand-in's 1.3.2 plus a unique label, so a digest of its
 //! own) in the scratch repository 127.0.0.1:5000/opshost-trust-test/agledger,
-//! so the stand-in's signed releases are never touched. The tests share
-//! the engine and run one at a time.
+//! so the stand-in's signed releases are never touched, and runs one-off
+//! containers from a throwaway project. The tests share the engine and run
+//! one at a time.
 
 mod common;
 
@@ -22,10 +23,48 @@ const ISSUER: &str = "https://token.actions.githubusercontent.com";
 const RELEASE: &str =
     "https://github.com/agledger-ai/agledger-api/.github/workflows/release.yml@refs/tags/v1.3.2";
 
-fn project() -> String {
-    std::env::var("OPSHOST_TEST_STANDIN_PROJECT").unwrap_or_else(|_| {
-        panic!("OPSHOST_TEST_STANDIN_PROJECT is not set: run the tests with tests/run.sh, which brings up the stand-in and the registry")
-    })
+/// A throwaway compose "project" of one created (never started)
+/// container, service `app`: what one-off runs copy their configuration
+/// from. The tests do not touch the stand-in's projects, which other tests
+/// upgrade and recreate meanwhile. Removed when dropped.
+struct Project;
+
+const PROJECT: &str = "opshost-trust-test";
+
+impl Project {
+    fn new() -> Self {
+        let registry = Command::new("curl")
+            .args(["-fsS", "-o", "/dev/null", "http://127.0.0.1:5000/v2/"])
+            .status()
+            .expect("curl");
+        assert!(
+            registry.success(),
+            "no registry on 127.0.0.1:5000: run the tests with tests/run.sh, which brings up the stand-in and its registry"
+        );
+        let _ = Command::new("docker")
+            .args(["rm", "-f", "opshost-trust-test-app"])
+            .output();
+        docker(&[
+            "create",
+            "--name",
+            "opshost-trust-test-app",
+            "--label",
+            &format!("com.docker.compose.project={PROJECT}"),
+            "--label",
+            "com.docker.compose.service=app",
+            "agledger/agledger:1.3.2",
+            "version",
+        ]);
+        Self
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rm", "-f", "opshost-trust-test-app"])
+            .output();
+    }
 }
 
 fn sign_sh() -> PathBuf {
@@ -108,13 +147,12 @@ fn keyless_policy(trust: &str) -> String {
     )
 }
 
-/// A sandbox whose `agledger` project is the stand-in, may use the scratch
+/// A sandbox whose `agledger` project is the throwaway one, may use the scratch
 /// repository, and has `signatures` (TOML) as its signature policy.
 fn sandbox(signatures: &str) -> Sandbox {
     let sb = Sandbox::new();
     sb.write_config(&format!(
-        "[containers.agledger]\nproject = \"{}\"\nimages = [\"{SCRATCH}\"]\n{signatures}",
-        project()
+        "[containers.agledger]\nproject = \"{PROJECT}\"\nimages = [\"{SCRATCH}\"]\n{signatures}"
     ));
     let text = std::fs::read_to_string(sb.path("config.toml")).expect("config");
     let standard = "[containers.agledger]\nproject = \"agledger\"\n";
@@ -172,6 +210,7 @@ fn refused(sb: &Sandbox, flags: &[&str], image: &str, want: &str) {
 #[test]
 fn keyless_signature_verifies_and_the_digest_may_run() {
     let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let _project = Project::new();
     let (trust, _) = trust_dirs();
     let (tag, digest) = scratch_image("keyless-good");
     sh(
@@ -180,7 +219,7 @@ fn keyless_signature_verifies_and_the_digest_may_run() {
     );
     let sb = sandbox(&keyless_policy(&trust));
     // Pull, then a one-off run of the digest the pull verified.
-    let (out, v) = probe(&sb, &[], &["pull-run", "agledger-api", &tag, "version"]);
+    let (out, v) = probe(&sb, &[], &["pull-run", "app", &tag, "version"]);
     assert_eq!(v["ok"], true, "{}", out.combined());
     assert_eq!(v["data"]["digest"], digest.as_str());
     assert_eq!(v["data"]["code"], 0, "{v}");
@@ -203,6 +242,7 @@ fn keyless_signature_verifies_and_the_digest_may_run() {
 #[test]
 fn key_based_signature_verifies() {
     let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let _project = Project::new();
     let (trust, _) = trust_dirs();
     let (tag, digest) = scratch_image("key-good");
     sh(&sign_sh(), &["key", &trust, &digest]);
@@ -238,6 +278,7 @@ fn key_based_signature_verifies() {
 #[test]
 fn another_identity_is_refused() {
     let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let _project = Project::new();
     let (trust, _) = trust_dirs();
     let (tag, digest) = scratch_image("wrong-identity");
     let fork = "https://github.com/someone-else/agledger-api/.github/workflows/release.yml@refs/tags/v1.3.2";
@@ -269,6 +310,7 @@ fn another_identity_is_refused() {
 #[test]
 fn another_issuer_is_refused() {
     let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let _project = Project::new();
     let (trust, _) = trust_dirs();
     let (tag, digest) = scratch_image("wrong-issuer");
     sh(
@@ -294,6 +336,7 @@ fn another_issuer_is_refused() {
 #[test]
 fn tampered_signatures_are_refused() {
     let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let _project = Project::new();
     let (trust, _) = trust_dirs();
     let (tag, digest) = scratch_image("tampered");
     // The payload changed after signing.
@@ -325,6 +368,7 @@ fn tampered_signatures_are_refused() {
 #[test]
 fn an_unsigned_image_is_refused() {
     let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let _project = Project::new();
     let (trust, _) = trust_dirs();
     let (tag, digest) = scratch_image("unsigned");
     // Signed, then the signature deleted: unsign really removes it.
@@ -344,6 +388,7 @@ fn an_unsigned_image_is_refused() {
 #[test]
 fn a_certificate_from_another_ca_is_refused() {
     let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let _project = Project::new();
     let (trust, rogue) = trust_dirs();
     let (tag, digest) = scratch_image("rogue-ca");
     // Right identity and issuer, logged in the trusted Rekor, but the
@@ -371,6 +416,7 @@ fn a_certificate_from_another_ca_is_refused() {
 #[test]
 fn a_bad_rekor_timestamp_is_refused() {
     let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let _project = Project::new();
     let (trust, rogue) = trust_dirs();
     let (tag, digest) = scratch_image("bad-set");
     sh(
@@ -405,6 +451,7 @@ fn a_bad_rekor_timestamp_is_refused() {
 #[test]
 fn without_a_policy_pulls_warn_and_require_signed_refuses() {
     let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let _project = Project::new();
     let (tag, digest) = scratch_image("no-policy");
     let sb = sandbox("");
     let (out, v) = probe(&sb, &[], &["pull", &tag]);
@@ -428,7 +475,7 @@ fn without_a_policy_pulls_warn_and_require_signed_refuses() {
     );
     // With no policy and no flag, an explicit image for run/recreate is
     // as before (the allow-list decides).
-    let (out, v) = probe(&sb, &[], &["run", "agledger-api", &digest, "version"]);
+    let (out, v) = probe(&sb, &[], &["run", "app", &digest, "version"]);
     assert_eq!(v["ok"], true, "{}", out.combined());
     // Human output: the warning is on stderr.
     let human = sb.run(&plugin("ctlprobe"), &[], &["pull", &tag]);
@@ -453,6 +500,7 @@ fn without_a_policy_pulls_warn_and_require_signed_refuses() {
 #[test]
 fn recreate_and_run_take_only_digests_verified_in_the_run() {
     let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let _project = Project::new();
     let (trust, _) = trust_dirs();
     let (tag, digest) = scratch_image("use-verified");
     sh(
@@ -463,12 +511,13 @@ fn recreate_and_run_take_only_digests_verified_in_the_run() {
     // Verified in an earlier run does not count: each run verifies what it uses.
     let (out, v) = probe(&sb, &[], &["pull", &tag]);
     assert_eq!(v["ok"], true, "{}", out.combined());
-    let before = docker(&["ps", "-aq", "--no-trunc"]);
+    let ours = format!("label=com.docker.compose.project={PROJECT}");
+    let before = docker(&["ps", "-aq", "--no-trunc", "--filter", &ours]);
     for args in [
-        vec!["run", "agledger-api", digest.as_str(), "version"],
-        vec!["run", "agledger-api", tag.as_str(), "version"],
-        vec!["recreate", "agledger-worker", digest.as_str()],
-        vec!["recreate", "agledger-worker", tag.as_str()],
+        vec!["run", "app", digest.as_str(), "version"],
+        vec!["run", "app", tag.as_str(), "version"],
+        vec!["recreate", "app", digest.as_str()],
+        vec!["recreate", "app", tag.as_str()],
     ] {
         let (out, v) = probe(&sb, &[], &args);
         assert_eq!(v["ok"], false, "{args:?}: {}", out.combined());
@@ -481,18 +530,103 @@ fn recreate_and_run_take_only_digests_verified_in_the_run() {
         );
     }
     assert_eq!(
-        docker(&["ps", "-aq", "--no-trunc"]),
+        docker(&["ps", "-aq", "--no-trunc", "--filter", &ours]),
         before,
         "nothing was created or replaced"
     );
     nothing_ran();
     // The service's own image (no explicit image) stays allowed.
-    let (out, v) = probe(&sb, &[], &["run", "agledger-api", "-", "version"]);
+    let (out, v) = probe(&sb, &[], &["run", "app", "-", "version"]);
     assert_eq!(v["ok"], true, "{}", out.combined());
     // Pulled and verified in the same run: accepted.
-    let (out, v) = probe(&sb, &[], &["pull-run", "agledger-api", &tag, "version"]);
+    let (out, v) = probe(&sb, &[], &["pull-run", "app", &tag, "version"]);
     assert_eq!(v["ok"], true, "{}", out.combined());
     assert_eq!(v["data"]["code"], 0, "{v}");
+}
+
+/// cosign 3's layout: a Sigstore bundle attached as an OCI referrer (this
+/// registry has no referrers API: the index is at the tag `sha256-<hex>`).
+/// A bundle carries no chain: the policy names the intermediate too.
+#[test]
+fn cosign3_bundles_verify_with_the_same_checks() {
+    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let _project = Project::new();
+    let (trust, rogue) = trust_dirs();
+    let (tag, digest) = scratch_image("bundle");
+    let policy = keyless_policy(&trust).replace(
+        &format!("fulcio_roots = [\"{trust}/fulcio-root.pem\"]"),
+        &format!(
+            "fulcio_roots = [\"{trust}/fulcio-root.pem\", \"{trust}/fulcio-intermediate.pem\"]"
+        ),
+    );
+    let sb = sandbox(&policy);
+    sh(
+        &sign_sh(),
+        &["bundle", &trust, &digest, "--identity", RELEASE],
+    );
+    let (out, v) = probe(&sb, &[], &["pull-run", "app", &tag, "version"]);
+    assert_eq!(v["ok"], true, "{}", out.combined());
+    assert_eq!(v["data"]["code"], 0, "{v}");
+    let detail = pull_audit(&sb)["detail"].to_string();
+    assert!(
+        detail.contains(&format!(
+            "signature verified: keyless (Sigstore bundle) {RELEASE}"
+        )),
+        "{detail}"
+    );
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &[
+                "--identity",
+                "https://github.com/someone-else/x/.github/workflows/r.yml@refs/tags/v1",
+            ],
+            "does not match",
+        ),
+        (
+            &[
+                "--identity",
+                RELEASE,
+                "--issuer",
+                "https://accounts.google.com",
+            ],
+            "OIDC issuer",
+        ),
+        (
+            &["--identity", RELEASE, "--tamper"],
+            "(statement tampered?)",
+        ),
+        (
+            &["--identity", RELEASE, "--ca", &rogue],
+            "not signed by a trusted Fulcio root",
+        ),
+        (
+            &["--identity", RELEASE, "--bad-set"],
+            "Rekor entry timestamp (SET) is invalid",
+        ),
+    ];
+    for (options, want) in cases {
+        let mut args = vec!["bundle", trust.as_str(), digest.as_str()];
+        args.extend_from_slice(options);
+        sh(&sign_sh(), &args);
+        refused(&sb, &[], &tag, want);
+    }
+    let other = format!("sha256:{}", "cd".repeat(32));
+    sh(
+        &sign_sh(),
+        &[
+            "bundle",
+            &trust,
+            &digest,
+            "--identity",
+            RELEASE,
+            "--payload-digest",
+            &other,
+        ],
+    );
+    refused(&sb, &[], &tag, &format!("names image {other}, not"));
+    // Both layouts gone: nothing to verify.
+    sh(&sign_sh(), &["unsign", &digest]);
+    refused(&sb, &[], &tag, "no signature found for");
 }
 
 #[test]

@@ -32,6 +32,8 @@ const ISSUER_V1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.57
 /// What a keyless signature must satisfy (from the config).
 pub struct Keyless {
     pub roots: Vec<TrustAnchor<'static>>,
+    /// Configured intermediates, tried besides the signature's own chain.
+    pub intermediates: Vec<CertificateDer<'static>>,
     pub rekor: Vec<PublicKey>,
     pub identity: Regex,
     pub issuer: String,
@@ -83,7 +85,8 @@ impl BundlePayload {
     }
 }
 
-/// A hashedrekord entry (the only kind cosign writes for image signatures).
+/// A hashedrekord entry (what cosign logs for image signatures; older
+/// cosign logged `rekord` entries with the same fields).
 #[derive(Deserialize)]
 struct RekorEntry {
     kind: String,
@@ -124,8 +127,6 @@ pub fn verify(policy: &Keyless, ev: &Evidence<'_>) -> Result<String, String> {
     let leaf_der = certificates_from_pem(ev.certificate_pem.as_bytes())
         .map_err(|e| format!("the signature's certificate is unreadable: {e}"))?
         .remove(0);
-    let leaf = Certificate::from_der(leaf_der.as_ref())
-        .map_err(|e| format!("the signature's certificate is not X.509: {e}"))?;
     let bundle: Bundle = match ev.bundle_json {
         Some(json) => serde_json::from_str(json)
             .map_err(|e| format!("the Rekor bundle is not readable: {e}"))?,
@@ -134,8 +135,51 @@ pub fn verify(policy: &Keyless, ev: &Evidence<'_>) -> Result<String, String> {
     let when = u64::try_from(bundle.payload.integrated_time)
         .map_err(|_| "the Rekor bundle's integratedTime is negative".to_string())?;
 
+    let intermediates = match ev.chain_pem {
+        Some(pem) => certificates_from_pem(pem.as_bytes())
+            .map_err(|e| format!("the signature's certificate chain is unreadable: {e}"))?,
+        None => Vec::new(),
+    };
+    let signer = certified(policy, &leaf_der, &intermediates, when)?;
+    if !signer.key.verify(ev.payload, ev.signature) {
+        return Err(
+            "the signature does not verify with the certificate's key (payload tampered?)".into(),
+        );
+    }
+    check_set(&policy.rekor, &bundle)?;
+    check_body(&bundle.payload.body, ev, leaf_der.as_ref())?;
+    Ok(signer.describe(bundle.payload.log_index))
+}
+
+/// A certificate that passed every check but the signature's own.
+pub struct Signer {
+    pub key: PublicKey,
+    pub identity: String,
+    pub issuer: String,
+}
+
+impl Signer {
+    pub fn describe(&self, log_index: i64) -> String {
+        format!(
+            "{} (Rekor log index {log_index}, issuer {})",
+            self.identity, self.issuer
+        )
+    }
+}
+
+/// The leaf (DER) is valid at `when` (Rekor's integratedTime), chains to a
+/// configured root through `intermediates`, is for code signing, and names
+/// the expected identity and issuer.
+pub fn certified(
+    policy: &Keyless,
+    leaf_der: &CertificateDer<'static>,
+    intermediates: &[CertificateDer<'static>],
+    when: u64,
+) -> Result<Signer, String> {
+    let leaf = Certificate::from_der(leaf_der.as_ref())
+        .map_err(|e| format!("the signature's certificate is not X.509: {e}"))?;
     within_validity(&leaf, when)?;
-    chain(policy, &leaf_der, ev.chain_pem, when)?;
+    chain(policy, leaf_der, intermediates, when)?;
     let identity = identity(&leaf, &policy.identity)?;
     let issuer = issuer(&leaf)?;
     if issuer != policy.issuer {
@@ -146,17 +190,11 @@ pub fn verify(policy: &Keyless, ev: &Evidence<'_>) -> Result<String, String> {
     }
     let key =
         PublicKey::from_certificate(&leaf).map_err(|e| format!("the certificate's key: {e}"))?;
-    if !key.verify(ev.payload, ev.signature) {
-        return Err(
-            "the signature does not verify with the certificate's key (payload tampered?)".into(),
-        );
-    }
-    check_set(&policy.rekor, &bundle)?;
-    check_body(&bundle.payload.body, ev, leaf_der.as_ref())?;
-    Ok(format!(
-        "{identity} (Rekor log index {}, issuer {issuer})",
-        bundle.payload.log_index
-    ))
+    Ok(Signer {
+        key,
+        identity,
+        issuer,
+    })
 }
 
 fn within_validity(leaf: &Certificate, when: u64) -> Result<(), String> {
@@ -178,14 +216,9 @@ fn within_validity(leaf: &Certificate, when: u64) -> Result<(), String> {
 fn chain(
     policy: &Keyless,
     leaf_der: &CertificateDer<'static>,
-    chain_pem: Option<&str>,
+    intermediates: &[CertificateDer<'static>],
     when: u64,
 ) -> Result<(), String> {
-    let intermediates = match chain_pem {
-        Some(pem) => certificates_from_pem(pem.as_bytes())
-            .map_err(|e| format!("the signature's certificate chain is unreadable: {e}"))?,
-        None => Vec::new(),
-    };
     let ee = webpki::EndEntityCert::try_from(leaf_der)
         .map_err(|e| format!("the signature's certificate is not usable: {e}"))?;
     let algs = [
@@ -197,6 +230,11 @@ fn chain(
         webpki::ring::RSA_PKCS1_2048_8192_SHA256,
     ];
     let time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(when));
+    let intermediates: Vec<CertificateDer<'static>> = intermediates
+        .iter()
+        .chain(&policy.intermediates)
+        .cloned()
+        .collect();
     // The leaf's own EKU is checked below; intermediates may omit it.
     ee.verify_for_usage(
         &algs,
@@ -295,7 +333,8 @@ fn check_body(body_b64: &str, ev: &Evidence<'_>, leaf_der: &[u8]) -> Result<(), 
         .map_err(|e| format!("the Rekor entry body is not base64: {e}"))?;
     let entry: RekorEntry = serde_json::from_slice(&body)
         .map_err(|e| format!("the Rekor entry is not a hashedrekord: {e}"))?;
-    if entry.kind != "hashedrekord" {
+    // cosign before 1.5 logged `rekord` entries: the same fields here.
+    if entry.kind != "hashedrekord" && entry.kind != "rekord" {
         return Err(format!(
             "the Rekor entry is a {:?}, not a hashedrekord",
             entry.kind
@@ -357,7 +396,7 @@ mod tests {
         let body = |kind: &str, value: &str| {
             B64.encode(format!(r#"{{"apiVersion":"0.0.1","kind":"{kind}","spec":{{"data":{{"hash":{{"algorithm":"sha256","value":"{value}"}}}},"signature":{{"content":"{}","publicKey":{{"content":""}}}}}}}}"#, B64.encode("sig")))
         };
-        let err = check_body(&body("rekord", &hash), &ev, b"").expect_err("kind");
+        let err = check_body(&body("intoto", &hash), &ev, b"").expect_err("kind");
         assert!(err.contains("not a hashedrekord"), "{err}");
         let err = check_body(&body("hashedrekord", "00"), &ev, b"").expect_err("hash");
         assert!(err.contains("not this signature's payload"), "{err}");

@@ -1,37 +1,34 @@
 //! Image trust: is a container image signed by whom the operator expects?
 //! cosign-compatible and offline (no cosign binary, no Rekor or Fulcio
-//! calls): the signature is read from the image's registry (the cosign tag
-//! `sha256-<hex>.sig`), and checked against roots and keys the operator
-//! configured in `[containers.NAME.signatures]`.
+//! calls): signatures are read from the image's registry (cosign's legacy
+//! tag `sha256-<hex>.sig`, and cosign 3's Sigstore bundles attached as OCI
+//! referrers) and checked against roots and keys the operator configured
+//! in `[containers.NAME.signatures]`.
 
+pub mod bundle;
 pub mod keyless;
 pub mod keys;
 pub mod registry;
 pub mod simplesigning;
+mod verify;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use anyhow::{bail, Context};
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine as _;
 use serde::Deserialize;
+use x509_cert::der::Decode;
 
-use keyless::{Evidence, Keyless};
+use keyless::Keyless;
 use keys::PublicKey;
-use registry::{DigestRef, Repo};
-
-const SIGNATURE: &str = "dev.cosignproject.cosign/signature";
-const CERTIFICATE: &str = "dev.sigstore.cosign/certificate";
-const CHAIN: &str = "dev.sigstore.cosign/chain";
-const BUNDLE: &str = "dev.sigstore.cosign/bundle";
 
 /// `[containers.NAME.signatures]` as written.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignatureSettings {
-    /// PEM CA certificates trusted as Fulcio roots.
+    /// PEM CA certificates: self-signed ones are trusted as Fulcio roots,
+    /// the others (intermediates) help build chains.
     #[serde(default)]
     pub fulcio_roots: Vec<PathBuf>,
     /// PEM public keys of the Rekor log.
@@ -64,8 +61,9 @@ impl SignatureSettings {
 
 /// The checked, loaded form: what a signature must satisfy.
 pub struct ImagePolicy {
-    keyless: Option<Keyless>,
-    keys: Vec<(String, PublicKey)>,
+    pub(crate) keyless: Option<Keyless>,
+    /// (where the key came from, the key)
+    pub(crate) keys: Vec<(String, PublicKey)>,
 }
 
 impl std::fmt::Debug for ImagePolicy {
@@ -89,16 +87,30 @@ impl ImagePolicy {
             s.issuer.is_some(),
         ];
         let keyless = if keyless_parts.iter().all(|p| *p) {
-            let mut roots = Vec::new();
+            // Self-signed certificates are the roots; others (a Fulcio
+            // intermediate, as trusted_root.json's certChain lists it)
+            // join the chain the signature brings, which a Sigstore
+            // bundle leaves out.
+            let (mut roots, mut intermediates) = (Vec::new(), Vec::new());
             for path in &s.fulcio_roots {
                 let certs = keys::certificates_from_pem(&read(path, "fulcio_roots")?)
                     .map_err(anyhow::Error::msg)
                     .with_context(|| format!("fulcio_roots: {}", path.display()))?;
                 for cert in certs {
+                    let parsed = x509_cert::Certificate::from_der(cert.as_ref())
+                        .map_err(|e| anyhow::anyhow!("fulcio_roots: {}: {e}", path.display()))?;
+                    let tbs = &parsed.tbs_certificate;
+                    if tbs.subject != tbs.issuer {
+                        intermediates.push(cert);
+                        continue;
+                    }
                     let anchor = webpki::anchor_from_trusted_cert(&cert)
                         .map_err(|e| anyhow::anyhow!("fulcio_roots: {}: {e}", path.display()))?;
                     roots.push(anchor.to_owned());
                 }
+            }
+            if roots.is_empty() {
+                bail!("fulcio_roots holds no self-signed (root) certificate");
             }
             let rekor = s
                 .rekor_keys
@@ -114,6 +126,7 @@ impl ImagePolicy {
             }
             Some(Keyless {
                 roots,
+                intermediates,
                 rekor,
                 identity,
                 issuer,
@@ -148,100 +161,6 @@ impl ImagePolicy {
         }
         parts.join("; ")
     }
-
-    /// Fetch and check `reference`'s signatures; `Ok` says which one
-    /// verified and by whom.
-    pub async fn verify(&self, reference: &str) -> Result<String, Failure> {
-        let r = DigestRef::parse(reference).map_err(Failure::Unavailable)?;
-        let repo = Repo::new(&r);
-        let tag = format!("sha256-{}.sig", r.hex());
-        let unavailable = |e: String| {
-            Failure::Unavailable(format!("cannot read the signature of {reference}: {e}"))
-        };
-        let Some(manifest) = repo.manifest(&tag).await.map_err(unavailable)? else {
-            let referrers = format!("sha256-{}", r.hex());
-            let newer = if repo.has_index(&referrers).await.map_err(unavailable)? {
-                format!("; the registry holds referrers at {referrers} (cosign 3 Sigstore bundles?), which opshost does not verify yet: sign with cosign's legacy layout too")
-            } else {
-                String::new()
-            };
-            return Err(Failure::Refused(format!(
-                "no signature found for {reference} (no cosign signature tag {tag} in {}{newer})",
-                repo.describe()
-            )));
-        };
-        let manifest: Manifest = serde_json::from_slice(&manifest).map_err(|e| {
-            Failure::Refused(format!(
-                "the signature manifest {tag} is not an image manifest: {e}"
-            ))
-        })?;
-        let layers: Vec<&Layer> = manifest
-            .layers
-            .iter()
-            .filter(|l| l.media_type == simplesigning::MEDIA_TYPE)
-            .collect();
-        if layers.is_empty() {
-            return Err(Failure::Refused(format!(
-                "no signature found for {reference} ({tag} holds no {} layer)",
-                simplesigning::MEDIA_TYPE
-            )));
-        }
-        let mut reasons = Vec::new();
-        for layer in &layers {
-            match self.check_layer(&repo, layer, &r.digest).await {
-                Ok(by) => return Ok(by),
-                Err(why) => reasons.push(why),
-            }
-        }
-        // The reason first: audit lines keep the first 256 bytes.
-        Err(Failure::Refused(if reasons.len() == 1 {
-            format!("{} (signature of {reference})", reasons[0])
-        } else {
-            format!(
-                "none of the {} signatures of {reference} is accepted: {}",
-                reasons.len(),
-                reasons.join("; ")
-            )
-        }))
-    }
-
-    async fn check_layer(
-        &self,
-        repo: &Repo,
-        layer: &Layer,
-        digest: &str,
-    ) -> Result<String, String> {
-        let payload = repo.blob(&layer.digest).await?;
-        simplesigning::check(&payload, digest)?;
-        let note = |k: &str| layer.annotations.get(k).map(String::as_str);
-        let signature = B64
-            .decode(
-                note(SIGNATURE)
-                    .ok_or("the layer has no signature annotation")?
-                    .trim(),
-            )
-            .map_err(|e| format!("the signature annotation is not base64: {e}"))?;
-        for (name, key) in &self.keys {
-            if key.verify(&payload, &signature) {
-                return Ok(format!("signed with key {name}"));
-            }
-        }
-        match (&self.keyless, note(CERTIFICATE)) {
-            (Some(policy), Some(cert)) => keyless::verify(
-                policy,
-                &Evidence {
-                    payload: &payload,
-                    signature: &signature,
-                    certificate_pem: cert,
-                    chain_pem: note(CHAIN),
-                    bundle_json: note(BUNDLE),
-                },
-            )
-            .map(|who| format!("keyless {who}")),
-            (Some(_), None) if self.keys.is_empty() => Err("the signature was made with a key, not a Fulcio certificate, and no keys are configured".into()),
-            _ => Err("the signature does not verify with any configured key (payload tampered, or signed by another key)".into()),
-        }
-    }
 }
 
 fn key(path: &Path, what: &str) -> anyhow::Result<(String, PublicKey)> {
@@ -249,21 +168,6 @@ fn key(path: &Path, what: &str) -> anyhow::Result<(String, PublicKey)> {
         .map_err(anyhow::Error::msg)
         .with_context(|| format!("{what}: {}", path.display()))?;
     Ok((path.display().to_string(), k))
-}
-
-#[derive(Deserialize)]
-struct Manifest {
-    #[serde(default)]
-    layers: Vec<Layer>,
-}
-
-#[derive(Deserialize)]
-struct Layer {
-    #[serde(rename = "mediaType")]
-    media_type: String,
-    digest: String,
-    #[serde(default)]
-    annotations: std::collections::BTreeMap<String, String>,
 }
 
 /// Why an image is not trusted.

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 const MAX_BYTES: usize = 4 << 20;
 
 pub const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+const INDEX_TYPE: &str = "application/vnd.oci.image.index.v1+json";
 
 /// `registry/repository@sha256:<hex>`, split the way Docker reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,31 +121,41 @@ impl Repo {
         self.get(&format!("manifests/{tag}"), MANIFEST_TYPES).await
     }
 
-    /// Does the registry hold an OCI index at `tag` (the referrers tag
-    /// schema's fallback, where cosign 3 attaches Sigstore bundles)?
-    pub async fn has_index(&self, tag: &str) -> Result<bool, String> {
-        Ok(self
-            .get(
-                &format!("manifests/{tag}"),
-                "application/vnd.oci.image.index.v1+json",
-            )
-            .await?
-            .is_some())
+    /// The OCI index of the referrers of `digest`: the referrers API (OCI
+    /// distribution 1.1), else the referrers tag schema's fallback tag
+    /// `sha256-<hex>` (registries without the API, where cosign 3 puts it).
+    pub async fn referrers(&self, digest: &str) -> Result<Option<Vec<u8>>, String> {
+        if let Some(index) = self.get(&format!("referrers/{digest}"), INDEX_TYPE).await? {
+            return Ok(Some(index));
+        }
+        let tag = digest.replacen(':', "-", 1);
+        self.get(&format!("manifests/{tag}"), INDEX_TYPE).await
+    }
+
+    /// A manifest by digest, checked against it.
+    pub async fn manifest_by_digest(&self, digest: &str) -> Result<Vec<u8>, String> {
+        self.checked(&format!("manifests/{digest}"), MANIFEST_TYPES, digest)
+            .await
     }
 
     /// A blob, checked against its digest.
     pub async fn blob(&self, digest: &str) -> Result<Vec<u8>, String> {
+        self.checked(&format!("blobs/{digest}"), "*/*", digest)
+            .await
+    }
+
+    async fn checked(&self, path: &str, accept: &str, digest: &str) -> Result<Vec<u8>, String> {
         let want = digest
             .strip_prefix("sha256:")
-            .ok_or_else(|| format!("blob digest {digest:?} is not sha256"))?;
+            .ok_or_else(|| format!("digest {digest:?} is not sha256"))?;
         let bytes = self
-            .get(&format!("blobs/{digest}"), "*/*")
+            .get(path, accept)
             .await?
-            .ok_or_else(|| format!("blob {digest} is missing from {}", self.describe()))?;
+            .ok_or_else(|| format!("{digest} is missing from {}", self.describe()))?;
         let got = hex::encode(Sha256::digest(&bytes));
         if got != want {
             return Err(format!(
-                "blob {digest} from {} has sha256:{got}",
+                "{digest} from {} has sha256:{got}",
                 self.describe()
             ));
         }
