@@ -538,10 +538,13 @@ fn recreate_and_run_take_only_digests_verified_in_the_run() {
     // The service's own image (no explicit image) stays allowed.
     let (out, v) = probe(&sb, &[], &["run", "app", "-", "version"]);
     assert_eq!(v["ok"], true, "{}", out.combined());
-    // Pulled and verified in the same run: accepted.
-    let (out, v) = probe(&sb, &[], &["pull-run", "app", &tag, "version"]);
-    assert_eq!(v["ok"], true, "{}", out.combined());
-    assert_eq!(v["data"]["code"], 0, "{v}");
+    // Pulled and verified in the same run, by tag or by digest: accepted.
+    for image in [&tag, &digest] {
+        let (out, v) = probe(&sb, &[], &["pull-run", "app", image, "version"]);
+        assert_eq!(v["ok"], true, "{}", out.combined());
+        assert_eq!(v["data"]["digest"], digest.as_str());
+        assert_eq!(v["data"]["code"], 0, "{v}");
+    }
 }
 
 /// cosign 3's layout: a Sigstore bundle attached as an OCI referrer (this

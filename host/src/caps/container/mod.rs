@@ -406,11 +406,14 @@ impl wit::Host for HostState {
                 .await
                 .map_err(|e| engine_error("inspect image", e))?;
             let repo = scope::repository(&image);
-            let digest = inspected
-                .repo_digests
-                .unwrap_or_default()
-                .into_iter()
-                .find(|d| scope::repository(d) == repo)
+            let digests = inspected.repo_digests.unwrap_or_default();
+            // A pull by digest returns that digest, even when the image
+            // has others from the same repository (it is what gets verified).
+            let digest = digests
+                .iter()
+                .find(|d| **d == image)
+                .or_else(|| digests.iter().find(|d| scope::repository(d) == repo))
+                .cloned()
                 .ok_or_else(|| {
                     CapError::Failed(format!("{image} was pulled but has no digest from {repo}"))
                 })?;
