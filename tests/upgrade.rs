@@ -737,3 +737,64 @@ fn no_auto_rollback_leaves_the_failure_for_inspection_and_recover_undoes_it() {
     assert_eq!(out.code, OK, "{}", out.combined());
     before.check(&sb, "--no-auto-rollback then --recover");
 }
+
+#[test]
+fn killing_an_upgrade_while_it_backs_up_is_recovered() {
+    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    kill_upgrade_at(Mode::Bundled, "dumping the database");
+}
+
+#[test]
+fn killing_an_upgrade_while_it_stops_the_worker_is_recovered() {
+    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    kill_upgrade_at(Mode::External, "stopping agledger-worker");
+}
+
+#[test]
+fn killing_an_upgrade_while_it_replaces_the_worker_is_recovered() {
+    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    kill_upgrade_at(Mode::Bundled, "replacing agledger-worker");
+}
+
+#[test]
+fn killing_an_upgrade_while_it_checks_the_result_is_recovered() {
+    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    kill_upgrade_at(Mode::Bundled, "checking the upgraded deployment");
+}
+
+#[test]
+fn killing_a_rollback_while_it_swaps_is_recovered_then_rolls_back() {
+    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let mode = Mode::External;
+    let sb = sandbox(mode);
+    let before = Before::now(mode);
+    let out = upgrade(&sb, &["1.3.3"]);
+    assert_eq!(out.code, OK, "{}", out.combined());
+    let upgraded = fingerprint(mode);
+    run_and_kill(
+        &sb,
+        "rollback",
+        &["--yes", "--ready-within", "20"],
+        |line| {
+            line.contains("\"event\":\"step\"")
+                && line.contains("stopping agledger-worker and agledger-api")
+        },
+    );
+    let out = run(&sb, "rollback", &["--yes"]);
+    assert_eq!(out.code, PLUGIN_FAILED, "{}", out.combined());
+    assert!(error_of(&out).contains("--recover"), "{}", error_of(&out));
+    let out = run(&sb, "rollback", &["--recover"]);
+    assert_eq!(out.code, OK, "{}", out.combined());
+    assert_eq!(
+        running_version(mode),
+        "1.3.3",
+        "the upgraded deployment is back"
+    );
+    assert_eq!(fingerprint(mode), upgraded);
+    assert_eq!(databases(mode), vec![mode.database().to_string()]);
+    let out = run(&sb, "rollback", &["--yes", "--ready-within", "20"]);
+    assert_eq!(out.code, OK, "{}", out.combined());
+    assert_eq!(running_version(mode), "1.3.2");
+    assert_eq!(fingerprint(mode), before.fingerprint);
+    assert_eq!(migrations(mode), before.migrations);
+}
