@@ -85,7 +85,8 @@ fn env_text(mode: Mode) -> String {
 fn env_value(mode: Mode, key: &str) -> Option<String> {
     env_text(mode)
         .lines()
-        .filter_map(|l| {
+        .rev()
+        .find_map(|l| {
             let l = l
                 .trim_start()
                 .strip_prefix("export ")
@@ -100,7 +101,6 @@ fn env_value(mode: Mode, key: &str) -> Option<String> {
                     .to_string()
             })
         })
-        .last()
 }
 
 fn run(sb: &Sandbox, plugin_name: &str, args: &[&str]) -> Output {
@@ -640,7 +640,7 @@ fn a_scaled_worker_is_replaced_one_container_at_a_time_and_always_answers() {
             let mut n = 0u64;
             let mut threads = Vec::new();
             while !done.load(Ordering::SeqCst) {
-                if n % 4 == 0 {
+                if n.is_multiple_of(4) {
                     targets = addresses(mode, "agledger-worker");
                 }
                 for t in targets.clone() {

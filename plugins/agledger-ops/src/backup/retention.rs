@@ -160,7 +160,7 @@ mod tests {
             rollback_point(Some("backup-2026-01-01-000000.tar.gz\n"), None, &files).as_deref(),
             Some("backup-2026-01-01-000000.tar.gz")
         );
-        let jan2_noon = agledger_ops::clock::parse_stamp("2026-01-02-120000");
+        let jan2_noon = crate::clock::parse_stamp("2026-01-02-120000");
         assert_eq!(
             rollback_point(None, jan2_noon, &files).as_deref(),
             Some("backup-2026-01-02-000000.tar.gz")
