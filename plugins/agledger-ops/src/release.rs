@@ -55,6 +55,9 @@ fn verified(pin: &str) -> Result<()> {
 fn env_change(version: &str, pin: &str, healthy_within_ms: Option<u32>) -> RecreateSpec {
     RecreateSpec {
         healthy_within_ms,
+        // Asked of each new container directly: Docker's healthcheck
+        // interval would make every replica wait up to 15-30 s.
+        ready_path: healthy_within_ms.map(|_| "/health/ready".to_string()),
         image: Some(pin.to_string()),
         env_set: vec![
             (dep::VERSION_KEY.into(), version.into()),

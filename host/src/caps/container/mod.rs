@@ -3,12 +3,13 @@
 //! `container=NAME[/SERVICE]:VERBS`, checked on every call (there is no
 //! handle to open: each call names the project and service).
 
+mod health;
 mod process;
 mod recreate;
 pub(crate) mod scope;
 mod signed;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bollard::models::ContainerInspectResponse;
 use bollard::query_parameters::{CreateImageOptionsBuilder, LogsOptionsBuilder};
@@ -96,66 +97,6 @@ impl ByteSource for LogSource {
             let n = max.min(self.pending.len());
             Ok(self.pending.split_to(n).to_vec())
         })
-    }
-}
-
-fn last_health_log(c: &bollard::models::ContainerInspectResponse) -> String {
-    c.state
-        .as_ref()
-        .and_then(|s| s.health.as_ref())
-        .and_then(|h| h.log.as_ref())
-        .and_then(|l| l.last())
-        .map(|r| {
-            format!(
-                "last health check: exit {} {}",
-                r.exit_code.unwrap_or(-1),
-                r.output.as_deref().unwrap_or("").trim()
-            )
-        })
-        .unwrap_or_else(|| "no health check has run".into())
-}
-
-/// Wait until one container reports healthy (or runs, without a
-/// healthcheck); it failing or the time running out is an error naming
-/// the service and the last health check.
-async fn healthy(
-    docker: &Docker,
-    id: &str,
-    service: &str,
-    within: Duration,
-) -> Result<ContainerInspectResponse, CapError> {
-    let deadline = Instant::now() + within;
-    loop {
-        let c = docker
-            .inspect_container(id, None)
-            .await
-            .map_err(|e| engine_error("inspect", e))?;
-        let info = scope::info(&c);
-        match info.health.as_deref() {
-            Some("healthy") => return Ok(c),
-            None if info.state == "running" => return Ok(c),
-            _ => {}
-        }
-        if matches!(info.state.as_str(), "exited" | "dead") {
-            return Err(CapError::Failed(format!(
-                "{service} ({}) is {} (exit code {}); {}",
-                info.name,
-                info.state,
-                info.exit_code.unwrap_or(-1),
-                last_health_log(&c)
-            )));
-        }
-        if Instant::now() >= deadline {
-            return Err(CapError::TimedOut(format!(
-                "{service} ({}) is not healthy after {} ms (state {}, health {}); {}",
-                info.name,
-                within.as_millis(),
-                info.state,
-                info.health.as_deref().unwrap_or("none"),
-                last_health_log(&c)
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -461,7 +402,16 @@ impl wit::Host for HostState {
                             .await?;
                     let new_id = recreate::recreate(&docker, old, image, &env).await?;
                     let new = match gate {
-                        Some(within) => healthy(&docker, &new_id, &service, within).await?,
+                        Some(within) => {
+                            health::healthy(
+                                &docker,
+                                &new_id,
+                                &service,
+                                within,
+                                spec.ready_path.as_deref(),
+                            )
+                            .await?
+                        }
                         None => docker
                             .inspect_container(&new_id, None)
                             .await
@@ -532,7 +482,9 @@ impl wit::Host for HostState {
                 let mut first = None;
                 for c in scope::service_containers(&docker, &res.project, &service).await? {
                     let id = scope::id(&c)?;
-                    first.get_or_insert(healthy(&docker, &id, &service, within).await?);
+                    first.get_or_insert(
+                        health::healthy(&docker, &id, &service, within, None).await?,
+                    );
                 }
                 first.map(|c| scope::info(&c)).ok_or_else(|| {
                     CapError::NotFound(format!("no container for service \"{service}\""))

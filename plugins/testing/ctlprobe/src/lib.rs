@@ -97,6 +97,7 @@ impl opshost_sdk::Operation for Probe {
                     env_set: env_args(&args[3..]),
                     env_unset: vec![],
                     healthy_within_ms: None,
+                    ready_path: None,
                 };
                 info(&container::recreate(P, &a(1)?, &spec)?)
             }
