@@ -83,24 +83,21 @@ fn env_text(mode: Mode) -> String {
 
 /// The value compose would read for `key` (last live declaration).
 fn env_value(mode: Mode, key: &str) -> Option<String> {
-    env_text(mode)
-        .lines()
-        .rev()
-        .find_map(|l| {
-            let l = l
-                .trim_start()
-                .strip_prefix("export ")
-                .unwrap_or(l.trim_start());
-            let (k, v) = l.split_once('=')?;
-            (k.trim() == key).then(|| {
-                v.split(" #")
-                    .next()
-                    .unwrap_or_default()
-                    .trim()
-                    .trim_matches('"')
-                    .to_string()
-            })
+    env_text(mode).lines().rev().find_map(|l| {
+        let l = l
+            .trim_start()
+            .strip_prefix("export ")
+            .unwrap_or(l.trim_start());
+        let (k, v) = l.split_once('=')?;
+        (k.trim() == key).then(|| {
+            v.split(" #")
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .trim_matches('"')
+                .to_string()
         })
+    })
 }
 
 fn run(sb: &Sandbox, plugin_name: &str, args: &[&str]) -> Output {
