@@ -556,27 +556,37 @@ fn cosign3_bundles_verify_with_the_same_checks() {
     let _project = Project::new();
     let (trust, rogue) = trust_dirs();
     let (tag, digest) = scratch_image("bundle");
-    let policy = keyless_policy(&trust).replace(
+    // The intermediate in fulcio_roots, or Sigstore's trusted_root.json.
+    let with_intermediate = keyless_policy(&trust).replace(
         &format!("fulcio_roots = [\"{trust}/fulcio-root.pem\"]"),
         &format!(
             "fulcio_roots = [\"{trust}/fulcio-root.pem\", \"{trust}/fulcio-intermediate.pem\"]"
         ),
     );
-    let sb = sandbox(&policy);
+    let trusted_root = format!(
+        "[containers.agledger.signatures]\n\
+         trusted_root = \"{trust}/trusted_root.json\"\n\
+         identity_regexp = '^https://github\\.com/agledger-ai/agledger-api/\\.github/workflows/.+@refs/tags/v.+$'\n\
+         issuer = \"{ISSUER}\"\n"
+    );
     sh(
         &sign_sh(),
         &["bundle", &trust, &digest, "--identity", RELEASE],
     );
-    let (out, v) = probe(&sb, &[], &["pull-run", "app", &tag, "version"]);
-    assert_eq!(v["ok"], true, "{}", out.combined());
-    assert_eq!(v["data"]["code"], 0, "{v}");
-    let detail = pull_audit(&sb)["detail"].to_string();
-    assert!(
-        detail.contains(&format!(
-            "signature verified: keyless (Sigstore bundle) {RELEASE}"
-        )),
-        "{detail}"
-    );
+    for policy in [&with_intermediate, &trusted_root] {
+        let sb = sandbox(policy);
+        let (out, v) = probe(&sb, &[], &["pull-run", "app", &tag, "version"]);
+        assert_eq!(v["ok"], true, "{policy}: {}", out.combined());
+        assert_eq!(v["data"]["code"], 0, "{v}");
+        let detail = pull_audit(&sb)["detail"].to_string();
+        assert!(
+            detail.contains(&format!(
+                "signature verified: keyless (Sigstore bundle) {RELEASE}"
+            )),
+            "{detail}"
+        );
+    }
+    let sb = sandbox(&trusted_root);
     let cases: [(&[&str], &str); 5] = [
         (
             &[
@@ -644,6 +654,10 @@ fn broken_signature_policies_are_config_errors() {
         ("issuer = \"https://x\"", "needs fulcio_roots, rekor_keys, identity_regexp and issuer together"),
         ("keys = []", "give keys, or fulcio_roots"),
         ("key = [\"x\"]", "unknown field `key`"),
+        (
+            "trusted_root = \"trust/not.pem\"\nidentity_regexp = \"x\"\nissuer = \"y\"",
+            "not a trusted_root.json",
+        ),
         (
             "fulcio_roots = [\"trust/not.pem\"]\nrekor_keys = [\"trust/not.pem\"]\nidentity_regexp = \"(\"\nissuer = \"x\"",
             "fulcio_roots",

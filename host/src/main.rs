@@ -56,7 +56,7 @@ Config (--config, default /etc/opshost/config.toml):
   project = \"agledger\"
   [containers.agledger.signatures]     # images pulled must be cosign-signed
   fulcio_roots = [\"fulcio.pem\"]        # keyless: Fulcio CA, Rekor key, identity
-  rekor_keys = [\"rekor.pub\"]
+  rekor_keys = [\"rekor.pub\"]           #   (or trusted_root = \"trusted_root.json\")
   identity_regexp = \"^https://github\\\\.com/ORG/REPO/\\\\.github/workflows/.+@refs/tags/v.+$\"
   issuer = \"https://token.actions.githubusercontent.com\"
   keys = [\"cosign.pub\"]                # and/or key-based (cosign verify --key)

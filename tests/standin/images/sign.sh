@@ -8,7 +8,8 @@
 #   sign.sh init DIR
 #       a test trust root in DIR (kept if present): fulcio-root.pem (the
 #       CA to configure as fulcio_roots), fulcio-intermediate.pem (it signs
-#       the leaves), rekor.pub (rekor_keys), cosign.pub/cosign.key (keys)
+#       the leaves), rekor.pub (rekor_keys), cosign.pub/cosign.key (keys),
+#       trusted_root.json (the same CA and Rekor key as Sigstore ships them)
 #   sign.sh keyless DIR IMAGE@sha256:<hex> [--identity URI] [--issuer URL]
 #                   [--ca DIR2] [--payload-digest sha256:<hex>] [--bad-set]
 #       a keyless signature: a one-day leaf certificate for the identity
@@ -81,6 +82,12 @@ init() {
   fi
   [ -s rekor.key ] || { newkey rekor.key; openssl pkey -in rekor.key -pubout -out rekor.pub; }
   [ -s cosign.key ] || { newkey cosign.key; openssl pkey -in cosign.key -pubout -out cosign.pub; }
+  # The same trust as Sigstore ships it (what cosign reads from TUF).
+  printf '{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1","tlogs":[{"baseUrl":"https://rekor.test.invalid","hashAlgorithm":"SHA2_256","publicKey":{"rawBytes":"%s","keyDetails":"PKIX_ECDSA_P256_SHA_256"},"logId":{"keyId":"%s"}}],"certificateAuthorities":[{"subject":{"organization":"opshost-test","commonName":"test fulcio"},"uri":"https://fulcio.test.invalid","certChain":{"certificates":[{"rawBytes":"%s"},{"rawBytes":"%s"}]}}],"ctlogs":[],"timestampAuthorities":[]}\n' \
+    "$(openssl pkey -pubin -in rekor.pub -outform DER | base64 -w0)" \
+    "$(openssl pkey -pubin -in rekor.pub -outform DER | openssl dgst -sha256 -binary | base64 -w0)" \
+    "$(openssl x509 -in fulcio-intermediate.pem -outform DER | base64 -w0)" \
+    "$(openssl x509 -in fulcio-root.pem -outform DER | base64 -w0)" > trusted_root.json
 }
 
 # IMAGE@sha256:<hex> -> REGISTRY REPO HEX
@@ -278,6 +285,12 @@ init() {
   fi
   [ -s rekor.key ] || { newkey rekor.key; openssl pkey -in rekor.key -pubout -out rekor.pub; }
   [ -s cosign.key ] || { newkey cosign.key; openssl pkey -in cosign.key -pubout -out cosign.pub; }
+  # The same trust as Sigstore ships it (what cosign reads from TUF).
+  printf '{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1","tlogs":[{"baseUrl":"https://rekor.test.invalid","hashAlgorithm":"SHA2_256","publicKey":{"rawBytes":"%s","keyDetails":"PKIX_ECDSA_P256_SHA_256"},"logId":{"keyId":"%s"}}],"certificateAuthorities":[{"subject":{"organization":"opshost-test","commonName":"test fulcio"},"uri":"https://fulcio.test.invalid","certChain":{"certificates":[{"rawBytes":"%s"},{"rawBytes":"%s"}]}}],"ctlogs":[],"timestampAuthorities":[]}\n' \
+    "$(openssl pkey -pubin -in rekor.pub -outform DER | base64 -w0)" \
+    "$(openssl pkey -pubin -in rekor.pub -outform DER | openssl dgst -sha256 -binary | base64 -w0)" \
+    "$(openssl x509 -in fulcio-intermediate.pem -outform DER | base64 -w0)" \
+    "$(openssl x509 -in fulcio-root.pem -outform DER | base64 -w0)" > trusted_root.json
 }
 
 # IMAGE@sha256:<hex> -> REGISTRY REPO HEX
@@ -443,5 +456,5 @@ case "${1:-}" in
   unsign) [ $# -eq 2 ] || die "usage: sign.sh unsign IMAGE@sha256:<hex>"; unsign "$2" ;;
   release) [ $# -eq 3 ] || die "usage: sign.sh release DIR REGISTRY/REPO"; release "$2" "$3" ;;
   digest) [ $# -eq 2 ] || die "usage: sign.sh digest REGISTRY/REPO:TAG"; digest_of "$2" ;;
-  *) sed -n '2,46p' "$0"; exit 2 ;;
+  *) sed -n '2,47p' "$0"; exit 2 ;;
 esac
