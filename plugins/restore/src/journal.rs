@@ -3,8 +3,8 @@
 //! after each step, so a restore that was killed is found by the next run
 //! and undone with `--recover`).
 
-use opshost_sdk::runbook::{Runbook, State, Step};
-use opshost_sdk::{db, fail, progress, Result};
+use opshost_sdk::runbook::{text_field, Runbook, State, Step};
+use opshost_sdk::{db, progress, Result};
 use serde_json::{json, Value};
 
 use agledger_ops::restore::{self as restoring, swap, verify};
@@ -42,12 +42,7 @@ impl State for Restore {
     }
 
     fn from_json(doc: &Value) -> Result<Self> {
-        let text = |key: &str| -> Result<String> {
-            doc[key]
-                .as_str()
-                .map(str::to_string)
-                .ok_or_else(|| fail(format!("the restore journal has no {key}")))
-        };
+        let text = |key: &str| text_field(doc, "restore", key);
         Ok(Self {
             backup: text("backup")?,
             staging: text("staging")?,
@@ -84,26 +79,14 @@ pub const RUNBOOK: Runbook<Restore> = Runbook {
             name: "move the live database aside",
             apply: |r| {
                 progress::step("swapping databases", None);
-                swap::rename(&r.live_db, &r.previous_db)
+                swap::move_aside(&r.live_db, &r.previous_db)
             },
-            undo: Some(|r| {
-                if swap::exists(&r.previous_db)? && !swap::exists(&r.live_db)? {
-                    swap::rename(&r.previous_db, &r.live_db)?;
-                }
-                Ok(())
-            }),
+            undo: Some(|r| swap::undo_move_aside(&r.live_db, &r.previous_db)),
         },
         Step {
             name: "move the restored database in",
-            apply: |r| swap::rename(&r.restore_db, &r.live_db),
-            undo: Some(|r| {
-                // Only if the live name holds the restored database: the
-                // previous one is still aside.
-                if swap::exists(&r.previous_db)? && swap::exists(&r.live_db)? {
-                    swap::rename(&r.live_db, &r.restore_db)?;
-                }
-                Ok(())
-            }),
+            apply: |r| swap::move_in(&r.restore_db, &r.live_db),
+            undo: Some(|r| swap::undo_move_in(&r.restore_db, &r.live_db, &r.previous_db)),
         },
         Step {
             name: "start the services and check them",

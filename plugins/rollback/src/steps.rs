@@ -5,8 +5,8 @@
 use agledger_ops::deployment::{self as dep, API, CONTAINERS};
 use agledger_ops::restore::{self as restoring, swap, verify};
 use agledger_ops::{artifact, release};
-use opshost_sdk::runbook::{Runbook, State, Step};
-use opshost_sdk::{container, db, fail, fs, progress, Context, Result};
+use opshost_sdk::runbook::{text_field, Runbook, State, Step};
+use opshost_sdk::{container, db, fs, progress, Context, Result};
 use serde_json::{json, Value};
 
 /// What the steps share; journaled, except the run-only part.
@@ -40,12 +40,7 @@ impl State for Rollback {
     }
 
     fn from_json(v: &Value) -> Result<Self> {
-        let text = |key: &str| -> Result<String> {
-            v[key]
-                .as_str()
-                .map(str::to_string)
-                .ok_or_else(|| fail(format!("the rollback journal has no {key}")))
-        };
+        let text = |key: &str| text_field(v, "rollback", key);
         Ok(Self {
             backup: text("backup")?,
             staging: text("staging")?,
@@ -101,23 +96,13 @@ pub const RUNBOOK: Runbook<Rollback> = Runbook {
         },
         Step {
             name: "move the live database aside",
-            apply: |r| swap::rename(&r.live_db, &r.previous_db),
-            undo: Some(|r| {
-                if swap::exists(&r.previous_db)? && !swap::exists(&r.live_db)? {
-                    swap::rename(&r.previous_db, &r.live_db)?;
-                }
-                Ok(())
-            }),
+            apply: |r| swap::move_aside(&r.live_db, &r.previous_db),
+            undo: Some(|r| swap::undo_move_aside(&r.live_db, &r.previous_db)),
         },
         Step {
             name: "move the restored database in",
-            apply: |r| swap::rename(&r.restore_db, &r.live_db),
-            undo: Some(|r| {
-                if swap::exists(&r.previous_db)? && swap::exists(&r.live_db)? {
-                    swap::rename(&r.live_db, &r.restore_db)?;
-                }
-                Ok(())
-            }),
+            apply: |r| swap::move_in(&r.restore_db, &r.live_db),
+            undo: Some(|r| swap::undo_move_in(&r.restore_db, &r.live_db, &r.previous_db)),
         },
         Step {
             name: "write .env",

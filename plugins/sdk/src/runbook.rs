@@ -31,6 +31,15 @@ pub trait State: Sized {
     fn from_json(v: &Value) -> Result<Self>;
 }
 
+/// A text field of a journaled state; its absence is an error naming the
+/// operation's journal and the key (for [`State::from_json`]).
+pub fn text_field(state: &Value, operation: &str, key: &str) -> Result<String> {
+    state[key]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| fail(format!("the {operation} journal has no {key}")))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mark {
     Pending,

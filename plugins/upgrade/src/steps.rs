@@ -5,7 +5,7 @@
 use agledger_ops::deployment::{self as dep, API, CONTAINERS, WORKER};
 use agledger_ops::{artifact, backup, release, restore};
 use opshost_sdk::container::{self, RunSpec};
-use opshost_sdk::runbook::{Runbook, State, Step};
+use opshost_sdk::runbook::{text_field, Runbook, State, Step};
 use opshost_sdk::{fail, fs, progress, Context, Result};
 use serde_json::{json, Value};
 
@@ -46,12 +46,7 @@ impl State for Upgrade {
     }
 
     fn from_json(v: &Value) -> Result<Self> {
-        let text = |key: &str| -> Result<String> {
-            v[key]
-                .as_str()
-                .map(str::to_string)
-                .ok_or_else(|| fail(format!("the upgrade journal has no {key}")))
-        };
+        let text = |key: &str| text_field(v, "upgrade", key);
         Ok(Self {
             from_version: text("from_version")?,
             to_version: text("to_version")?,

@@ -1,8 +1,8 @@
 //! Putting a verified database in place of the live one, and back.
 //! Every step is one host call; the journal says how far it got.
 
-use opshost_sdk::container::{self, RunSpec};
-use opshost_sdk::{db, fail, progress, web, Result};
+use opshost_sdk::container;
+use opshost_sdk::{db, fail, progress, Result};
 
 /// The config's name for the database (`[db.agledger]`); the database's
 /// own name on the server is what [`live_database`] says.
@@ -29,36 +29,37 @@ pub fn start_and_check() -> Result<String> {
     progress::step("waiting for the services to be healthy", None);
     container::wait_healthy(CONTAINERS, API, HEALTHY_WITHIN_MS)?;
     container::wait_healthy(CONTAINERS, WORKER, HEALTHY_WITHIN_MS)?;
-    progress::step("preflight", None);
-    let spec = RunSpec {
-        image: None,
-        command: Some(vec!["preflight".into()]),
-        env_set: vec![],
-        timeout_ms: Some(120_000),
-    };
-    let out = container::run(CONTAINERS, API, &spec)?;
-    if out.exit_code != 0 {
-        let text = String::from_utf8_lossy(if out.stderr.is_empty() {
-            &out.stdout
-        } else {
-            &out.stderr
-        });
-        return Err(fail(format!(
-            "preflight failed (exit {}): {}",
-            out.exit_code,
-            text.trim()
-        )));
+    crate::deployment::preflight(None, vec![])?;
+    crate::deployment::health_version()
+}
+
+/// The swap's two renames as steps with undo (restore and rollback):
+/// the live database aside...
+pub fn move_aside(live: &str, previous: &str) -> Result<()> {
+    rename(live, previous)
+}
+
+/// ...undone only while the previous database is aside and nothing took
+/// the live name (a run that died in between).
+pub fn undo_move_aside(live: &str, previous: &str) -> Result<()> {
+    if exists(previous)? && !exists(live)? {
+        rename(previous, live)?;
     }
-    let health = web::get("api", "/health")?;
-    let body: serde_json::Value = serde_json::from_slice(&health.body).unwrap_or_default();
-    if health.head.status != 200 || body["status"] != "ok" {
-        return Err(fail(format!(
-            "/health answered {} {}",
-            health.head.status,
-            String::from_utf8_lossy(&health.body).trim()
-        )));
+    Ok(())
+}
+
+/// The restored database in...
+pub fn move_in(restored: &str, live: &str) -> Result<()> {
+    rename(restored, live)
+}
+
+/// ...undone only if the live name holds the restored database (the
+/// previous one is still aside).
+pub fn undo_move_in(restored: &str, live: &str, previous: &str) -> Result<()> {
+    if exists(previous)? && exists(live)? {
+        rename(live, restored)?;
     }
-    Ok(body["version"].as_str().unwrap_or("unknown").to_string())
+    Ok(())
 }
 
 /// End the sessions on `from` and rename it; a client reconnecting in
