@@ -428,8 +428,9 @@ fn unsigned_or_wrongly_signed_targets_are_refused_before_anything_changes() {
     let trust = trust_dir();
     let target = digest_ref("1.3.3");
     let before = Before::now(mode);
-    let cases: [(&str, Vec<&str>, &str); 3] = [
+    let cases: [(&str, Vec<&str>, &str); 4] = [
         ("unsigned", vec!["unsign", &target], "signature"),
+        ("tampered", vec!["tamper", &trust, &target], "does not verify"),
         (
             "wrong identity",
             vec!["keyless", &trust, &target, "--identity", "https://github.com/someone-else/agledger-api/.github/workflows/release.yml@refs/tags/v1.3.3"],
