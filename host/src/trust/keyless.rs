@@ -204,9 +204,13 @@ fn within_validity(leaf: &Certificate, when: u64) -> Result<(), String> {
         v.not_after.to_unix_duration().as_secs(),
     );
     if when < from || when > to {
+        // `when` comes from the registry: no arithmetic that can overflow.
+        let at = std::time::UNIX_EPOCH
+            .checked_add(std::time::Duration::from_secs(when))
+            .map(|t| humantime::format_rfc3339_seconds(t).to_string())
+            .unwrap_or_else(|| "a time out of range".into());
         return Err(format!(
-            "Rekor logged the signature at {} (unix {when}), outside the certificate's validity ({from}..{to}): the signature was not made while the certificate was valid",
-            humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(when))
+            "Rekor logged the signature at {at} (unix {when}), outside the certificate's validity ({from}..{to}): the signature was not made while the certificate was valid"
         ));
     }
     Ok(())
@@ -381,6 +385,18 @@ mod tests {
         let err = check_set(&[], &b).expect_err("no key");
         assert!(err.contains("not a configured rekor key"), "{err}");
         assert!(serde_json::from_str::<Bundle>(r#"{"Payload":{}}"#).is_err());
+    }
+
+    #[test]
+    fn an_absurd_integrated_time_is_a_refusal_not_a_panic() {
+        // Any certificate will do (`openssl req -x509`): the time is checked first.
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIBjTCCATOgAwIBAgIUKejvhNQgNGJklhyJ3NEFWndB0sYwCgYIKoZIzj0EAwIw\nHDEaMBgGA1UEAwwRb3BzaG9zdCB1bml0IHRlc3QwHhcNMjYxMTI4MTMxNjU1WhcN\nMzYxMTI1MTMxNjU1WjAcMRowGAYDVQQDDBFvcHNob3N0IHVuaXQgdGVzdDBZMBMG\nByqGSM49AgEGCCqGSM49AwEHA0IABL5uHAYVjod8LLlIYDGMIkYZJFsE4qUt8/YI\n27Rimzg+qpjjqeq2CXBftXnVIDQBDIv79oNWMSfLHDBoUWMv0OejUzBRMB0GA1Ud\nDgQWBBSERoiQdatc3fEgoWaSiBhSLNXb5DAfBgNVHSMEGDAWgBSERoiQdatc3fEg\noWaSiBhSLNXb5DAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0gAMEUCIQDY\nM/wXQ3jTFQLWCLpnvz5J1Gqy+upqJ+sC2ZIss9vQ/gIgFByE4po/jkqkaflkjf8y\nAUx59vIcLim303Zh50Hdf/0=\n-----END CERTIFICATE-----\n";
+        let der = certificates_from_pem(pem.as_bytes())
+            .expect("pem")
+            .remove(0);
+        let cert = Certificate::from_der(der.as_ref()).expect("cert");
+        let err = within_validity(&cert, u64::MAX).expect_err("out of range");
+        assert!(err.contains("outside the certificate's validity"), "{err}");
     }
 
     #[test]

@@ -17,6 +17,9 @@ const SIGNATURE: &str = "dev.cosignproject.cosign/signature";
 const CERTIFICATE: &str = "dev.sigstore.cosign/certificate";
 const CHAIN: &str = "dev.sigstore.cosign/chain";
 const BUNDLE: &str = "dev.sigstore.cosign/bundle";
+/// Signatures tried per image: each costs registry requests, and a registry
+/// could list thousands.
+const MAX_TRIED: usize = 16;
 
 #[derive(Deserialize)]
 struct Manifest {
@@ -70,6 +73,7 @@ impl ImagePolicy {
                 .layers
                 .iter()
                 .filter(|l| l.media_type == simplesigning::MEDIA_TYPE)
+                .take(MAX_TRIED)
             {
                 tried += 1;
                 match self.check_layer(&repo, layer, &r.digest).await {
@@ -84,11 +88,16 @@ impl ImagePolicy {
                     "the referrers index of {reference} is unreadable: {e}"
                 ))
             })?;
-            for referrer in index.manifests.iter().filter(|m| {
-                m.artifact_type
-                    .as_deref()
-                    .is_some_and(|t| t.starts_with(bundle::MEDIA_TYPE_PREFIX))
-            }) {
+            for referrer in index
+                .manifests
+                .iter()
+                .filter(|m| {
+                    m.artifact_type
+                        .as_deref()
+                        .is_some_and(|t| t.starts_with(bundle::MEDIA_TYPE_PREFIX))
+                })
+                .take(MAX_TRIED.saturating_sub(tried))
+            {
                 tried += 1;
                 match self.check_referrer(&repo, referrer, &r.digest).await {
                     Ok(by) => return Ok(by),
