@@ -796,3 +796,39 @@ fn killing_a_rollback_while_it_swaps_is_recovered_then_rolls_back() {
     assert_eq!(fingerprint(mode), before.fingerprint);
     assert_eq!(migrations(mode), before.migrations);
 }
+
+#[test]
+fn an_upgrade_killed_while_it_replaces_the_api_can_resume_instead() {
+    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let mode = Mode::Bundled;
+    let sb = sandbox(mode);
+    let before = Before::now(mode);
+    run_and_kill(
+        &sb,
+        "upgrade",
+        &["--yes", "--ready-within", "20", "1.3.3"],
+        |line| line.contains("\"event\":\"step\"") && line.contains("replacing agledger-api"),
+    );
+    let out = upgrade(&sb, &["1.3.3"]);
+    assert_eq!(out.code, PLUGIN_FAILED, "{}", out.combined());
+    assert!(
+        error_of(&out).contains("--resume"),
+        "offered: {}",
+        error_of(&out)
+    );
+    let out = run(&sb, "upgrade", &["--resume"]);
+    assert_eq!(out.code, OK, "resume: {}", out.combined());
+    assert_eq!(running_version(mode), "1.3.3");
+    assert_eq!(migrations(mode), "1,2,3");
+    assert_eq!(fingerprint(mode), before.fingerprint, "data intact");
+    assert!(!journal_left(&sb));
+    let pin = env_value(mode, "AGLEDGER_IMAGE_PIN").expect("pin");
+    assert_eq!(image_of(mode, "agledger-api"), pin);
+    assert_eq!(image_of(mode, "agledger-worker"), pin);
+    // And the resumed upgrade rolls back like any other.
+    let out = run(&sb, "rollback", &["--yes", "--ready-within", "20"]);
+    assert_eq!(out.code, OK, "rollback: {}", out.combined());
+    assert_eq!(running_version(mode), "1.3.2");
+    assert_eq!(fingerprint(mode), before.fingerprint);
+    assert_eq!(migrations(mode), before.migrations);
+}

@@ -5,7 +5,8 @@
 //! ends in a typed [`Outcome`]: done, rolled back, or degraded with the
 //! exact commands that recover. A run that was killed leaves its journal;
 //! the next run, holding the deployment lock (so the killed one is gone),
-//! finds it and refuses, offering `--recover` (undo what was applied).
+//! finds it and refuses, offering `--recover` (undo what was applied) or,
+//! for operations whose steps may be applied again, `--resume`.
 //!
 //! The failure path is written once, here, not per operation.
 
@@ -272,13 +273,55 @@ impl<C: State> Runbook<C> {
     ) -> Result<Outcome> {
         let mut marks = vec![Mark::Pending; self.steps.len() + self.finish.len()];
         self.write(dir, state, started_at, &marks)?;
+        self.apply_from(dir, state, started_at, &mut marks, undo_on_failure)
+    }
+
+    /// Go on with an interrupted run (`--resume`): the steps it applied
+    /// stay, the one it was in is applied again (so an operation offers
+    /// resume only when each of its steps may be), the rest follow; a
+    /// failure then is handled as in [`Runbook::run_with`]. A run that had
+    /// begun undoing can only be recovered.
+    pub fn resume(
+        &self,
+        dir: &Dir,
+        mut interrupted: Interrupted<C>,
+        undo_on_failure: bool,
+    ) -> Result<(Outcome, C)> {
+        let mut marks = std::mem::take(&mut interrupted.marks);
+        if marks[..self.steps.len()]
+            .iter()
+            .any(|m| matches!(m, Mark::Undoing | Mark::Undone | Mark::UndoFailed))
+        {
+            return Err(fail(format!(
+                "the interrupted {} had begun undoing itself: it cannot be resumed; run `{}`",
+                self.operation, self.recover_command
+            )));
+        }
+        let started = interrupted.started_at.clone();
+        let mut state = interrupted.state;
+        let outcome = self.apply_from(dir, &mut state, &started, &mut marks, undo_on_failure)?;
+        Ok((outcome, state))
+    }
+
+    /// Apply the steps not marked applied, in order; then the clean-up.
+    fn apply_from(
+        &self,
+        dir: &Dir,
+        state: &mut C,
+        started_at: &str,
+        marks: &mut [Mark],
+        undo_on_failure: bool,
+    ) -> Result<Outcome> {
         for (i, step) in self.steps.iter().enumerate() {
+            if marks[i] == Mark::Applied {
+                continue;
+            }
             marks[i] = Mark::Applying;
-            self.write(dir, state, started_at, &marks)?;
+            self.write(dir, state, started_at, marks)?;
             match (step.apply)(state) {
                 Ok(()) => {
                     marks[i] = Mark::Applied;
-                    self.write(dir, state, started_at, &marks)?;
+                    self.write(dir, state, started_at, marks)?;
                 }
                 Err(error) if !undo_on_failure => {
                     return Ok(Outcome::Stopped {
@@ -295,11 +338,11 @@ impl<C: State> Runbook<C> {
                         step.name,
                         error_text.lines().next().unwrap_or_default()
                     ));
-                    return self.undo_all(dir, state, started_at, &mut marks, step.name, error);
+                    return self.undo_all(dir, state, started_at, marks, step.name, error);
                 }
             }
         }
-        self.finish_from(dir, state, started_at, &mut marks)?;
+        self.finish_from(dir, state, started_at, marks)?;
         Ok(Outcome::Done)
     }
 

@@ -14,7 +14,7 @@ mod operation;
 mod steps;
 
 pub const USAGE: &str = "usage: opshost run upgrade.wasm -- VERSION [--yes] [--skip-backup] [--no-auto-rollback] [--ready-within SECONDS] [--keep N]
-       opshost run upgrade.wasm -- --recover
+       opshost run upgrade.wasm -- --recover | --resume
   VERSION             the release to run, e.g. 1.3.3 (newer than the running one; older: use rollback.wasm)
   --yes               do not ask (also: opshost run --yes); without a terminal, --yes is required
   --skip-backup       no pre-upgrade backup: a failed migration then cannot be undone (loudly warned)
@@ -22,6 +22,7 @@ pub const USAGE: &str = "usage: opshost run upgrade.wasm -- VERSION [--yes] [--s
   --ready-within S    how long a replaced service may take to become ready (default 120)
   --keep N            backups kept by the pre-upgrade backup's retention (default 7)
   --recover           undo an upgrade that was interrupted (or stopped by --no-auto-rollback)
+  --resume            go on with an interrupted upgrade from the step it was in
 Grants: db=agledger:admin, fs=backups:rw, fs=compose:rw (compose/.env), fs=install:ro (VERSION),
 container=agledger:inspect,logs,stop,start,pull,recreate,run, http=api/health:GET, http=api/conformance:GET.";
 
@@ -34,6 +35,7 @@ pub struct Options {
     pub ready_within_s: u64,
     pub keep: usize,
     pub recover: bool,
+    pub resume: bool,
     pub help: bool,
 }
 
@@ -46,6 +48,7 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
         ready_within_s: 120,
         keep: 7,
         recover: false,
+        resume: false,
         help: false,
     };
     let mut it = args.iter();
@@ -62,6 +65,7 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
             "--skip-backup" => opts.skip_backup = true,
             "--no-auto-rollback" => opts.auto_rollback = false,
             "--recover" => opts.recover = true,
+            "--resume" => opts.resume = true,
             "--help" | "-h" => opts.help = true,
             "--ready-within" => opts.ready_within_s = number(arg, it.next())?,
             "--keep" => {
@@ -79,11 +83,14 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
             }
         }
     }
-    match (&opts.target, opts.recover || opts.help) {
+    if opts.recover && opts.resume {
+        return Err("--recover undoes, --resume goes on: give one".into());
+    }
+    match (&opts.target, opts.recover || opts.resume || opts.help) {
         (None, false) => Err("which version? e.g. opshost run upgrade.wasm -- 1.3.3".into()),
-        (Some(_), true) if opts.recover => {
-            Err("--recover takes no version: it undoes the interrupted upgrade".into())
-        }
+        (Some(_), true) if opts.recover || opts.resume => Err(
+            "--recover and --resume take no version: they finish the interrupted upgrade".into(),
+        ),
         _ => Ok(opts),
     }
 }

@@ -8,7 +8,7 @@ use opshost_sdk::runbook::{Interrupted, Outcome};
 use opshost_sdk::{fail, invalid, Context, Report, Result};
 use serde_json::json;
 
-use crate::steps::{Upgrade as State, RECOVER, RUNBOOK};
+use crate::steps::{Upgrade as State, RECOVER, RESUME, RUNBOOK};
 use crate::Options;
 
 opshost_sdk::manifest! {
@@ -40,24 +40,39 @@ impl opshost_sdk::Operation for Upgrade {
         // Held for the whole run, automatic rollback included.
         let _lock = lock::take(
             &dir,
-            if opts.recover {
-                "upgrade --recover"
-            } else {
-                "upgrade"
+            match (opts.recover, opts.resume) {
+                (true, _) => "upgrade --recover",
+                (_, true) => "upgrade --resume",
+                _ => "upgrade",
             },
         )?;
-        match (RUNBOOK.interrupted(&dir)?, opts.recover) {
-            (Some(interrupted), true) => recover(&dir, interrupted),
-            (Some(interrupted), false) => Err(fail(format!(
+        match (RUNBOOK.interrupted(&dir)?, opts.recover, opts.resume) {
+            (Some(interrupted), true, _) => recover(&dir, interrupted),
+            (Some(interrupted), _, true) => {
+                progress::info(&format!(
+                    "resuming the upgrade {} -> {} started {}, stopped at \"{}\"",
+                    interrupted.state.from_version,
+                    interrupted.state.to_version,
+                    interrupted.started_at,
+                    interrupted.at
+                ));
+                let started = clock::now();
+                let (outcome, state) = RUNBOOK.resume(&dir, interrupted, opts.auto_rollback)?;
+                report(&state, outcome, clock::now() - started)
+            }
+            (Some(interrupted), false, false) => Err(fail(format!(
                 "an upgrade from {} to {} started {} did not finish: it stopped at \"{}\" (its process is gone). \
-                 Run `{RECOVER}` to undo it (the deployment comes back as it was before it, data included), then upgrade again",
+                 Run `{RECOVER}` to undo it (the deployment comes back as it was before it, data included), \
+                 or `{RESUME}` to go on with it",
                 interrupted.state.from_version,
                 interrupted.state.to_version,
                 interrupted.started_at,
                 interrupted.at
             ))),
-            (None, true) => Ok(Report::ok("nothing to recover: no interrupted upgrade is recorded")),
-            (None, false) => upgrade(&dir, &opts),
+            (None, true, _) | (None, _, true) => Ok(Report::ok(
+                "nothing to recover or resume: no interrupted upgrade is recorded",
+            )),
+            (None, false, false) => upgrade(&dir, &opts),
         }
     }
 }
@@ -122,7 +137,11 @@ fn upgrade(dir: &Dir, opts: &Options) -> Result<Report> {
         &clock::rfc3339(started),
         opts.auto_rollback,
     )?;
-    let seconds = clock::now() - started;
+    report(&state, outcome, clock::now() - started)
+}
+
+/// How the runbook ended, for the operator.
+fn report(state: &State, outcome: Outcome, seconds: i64) -> Result<Report> {
     match outcome {
         Outcome::Done => Ok(Report::ok(format!(
             "upgraded {} -> {}: services healthy, version and preflight checked ({seconds} s)",
@@ -152,13 +171,24 @@ fn upgrade(dir: &Dir, opts: &Options) -> Result<Report> {
             "upgrade to {} refused: {why}. Nothing was changed",
             state.to_version
         ))),
+        // Failing at the first step (the pull), nothing had changed yet.
+        Outcome::RolledBack { step, error } if step == RUNBOOK.steps[0].name => Err(fail(format!(
+            "upgrade to {} failed at \"{step}\": {}\nNothing was changed: {} is running as before",
+            state.to_version,
+            opshost_sdk::describe(&error),
+            state.from_version
+        ))),
         Outcome::RolledBack { step, error } => Err(fail(format!(
             "upgrade to {} failed at \"{step}\": {}\nEvery change was undone: {} is running again with its data \
              as it was before the upgrade (the pre-upgrade backup is {})",
             state.to_version,
             opshost_sdk::describe(&error),
             state.from_version,
-            state.backup.as_deref().unwrap_or("none")
+            state
+                .backup
+                .as_deref()
+                .filter(|b| !b.is_empty())
+                .unwrap_or("not made")
         ))),
         Outcome::Stopped { step, error, .. } => Err(fail(format!(
             "upgrade to {} failed at \"{step}\": {}\nStopped there for inspection (--no-auto-rollback): nothing was undone. \

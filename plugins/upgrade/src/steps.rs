@@ -64,6 +64,10 @@ impl State for Upgrade {
 }
 
 pub const RECOVER: &str = "opshost run upgrade.wasm -- --recover";
+/// Every step may be applied again (a pull, a new backup, migrations that
+/// skip what is applied, idempotent .env edits, recreates): an interrupted
+/// upgrade can go on from where it stopped.
+pub const RESUME: &str = "opshost run upgrade.wasm -- --resume";
 
 pub const RUNBOOK: Runbook<Upgrade> = Runbook {
     operation: "upgrade",
@@ -187,6 +191,9 @@ fn stop_worker(_: &mut Upgrade) -> Result<()> {
 
 fn migrate(u: &mut Upgrade) -> Result<()> {
     progress::step(&format!("running the migrations of {}", u.to_version), None);
+    // The host runs only digests it verified in this run (a resumed run
+    // did not pull yet).
+    container::pull(CONTAINERS, &u.to_pin).context(format!("pulling {}", u.to_pin))?;
     let spec = RunSpec {
         image: Some(u.to_pin.clone()),
         command: Some(vec!["migrate".into()]),
