@@ -24,10 +24,13 @@ pub const PIN_KEY: &str = "AGLEDGER_IMAGE_PIN";
 pub const REMOVED: &[&str] = &["AGLEDGER_LICENSE_MODE", "AGLEDGER_RELEASE_DATE"];
 const COMPOSE_FILE_KEY: &str = "COMPOSE_FILE";
 /// The overlays a `COMPOSE_FILE` is made of, in the vendor's order.
+/// `docker-compose.override.yml` last: compose reads it by itself only
+/// while `COMPOSE_FILE` is unset, so a `COMPOSE_FILE` we add must name it.
 const OVERLAYS: &[&str] = &[
     "docker-compose.yml",
     "docker-compose.postgres.yml",
     "docker-compose.prod.yml",
+    "docker-compose.override.yml",
 ];
 
 /// `compose/.env`, read.
@@ -74,7 +77,8 @@ impl Env {
     /// `COMPOSE_FILE` as the overlays present make it (the postgres overlay
     /// only for a bundled database: no `DATABASE_URL`).
     fn compose_files(&self) -> Option<String> {
-        let external = self.file.value("DATABASE_URL").is_some();
+        let external = self.file.value("DATABASE_URL").is_some()
+            || self.file.value("DATABASE_URL_FILE").is_some();
         let present: Vec<&str> = OVERLAYS
             .iter()
             .copied()

@@ -12,6 +12,20 @@ use crate::deployment::{self as dep, Env, API, CONTAINERS, WORKER};
 /// until the operation has finished or been undone.
 pub const ENV_SAVED: &str = ".env.opshost-pre-upgrade";
 
+/// A copy of `.env` left by a run that ended without its clean-up (its
+/// journal is gone: no run holds it) must never be "restored" by a later
+/// undo: drop it, saying so.
+pub fn drop_stale_env_copy() -> Result<()> {
+    let dir = fs::open(dep::COMPOSE)?;
+    if dir.stat(ENV_SAVED).is_ok() {
+        progress::warn(&format!(
+            "removing compose/{ENV_SAVED}, a copy of .env an earlier run left behind"
+        ));
+        dir.remove(ENV_SAVED)?;
+    }
+    Ok(())
+}
+
 /// `.env` for `version` at `pin` (removed variables commented out), after
 /// keeping a copy of the original (once: a resumed undo finds it).
 pub fn write_env(version: &str, pin: &str) -> Result<()> {

@@ -64,7 +64,12 @@ opshost_sdk::plugin!(Rollback);
 /// The backup to go back to, the version it belongs to and that version's
 /// image: the last upgrade's record, else the operator's `--backup/--to`,
 /// else the vendor script's markers.
-fn rollback_point(dir: &Dir, opts: &Options, repository: &str) -> Result<(String, String, String)> {
+fn rollback_point(
+    dir: &Dir,
+    opts: &Options,
+    repository: &str,
+    running: &str,
+) -> Result<(String, String, String)> {
     if let (Some(backup), Some(to)) = (&opts.backup, &opts.to) {
         return Ok((backup.clone(), to.clone(), format!("{repository}:{to}")));
     }
@@ -84,6 +89,17 @@ fn rollback_point(dir: &Dir, opts: &Options, repository: &str) -> Result<(String
             )
         })?;
         let to = text("from_version").ok_or_else(|| fail("the upgrade record names no version"))?;
+        // The record must describe what runs: after another tool (or a
+        // hand) upgraded further, going back to this record's backup would
+        // lose everything since, unannounced.
+        let upgraded_to = text("to_version").unwrap_or_default();
+        if upgraded_to != running && to != running {
+            return Err(fail(format!(
+                "the last upgrade opshost recorded went {to} -> {upgraded_to}, but {running} runs now: \
+                 something else changed the deployment since. Nothing was changed. To go back anyway, \
+                 name the backup and its version: --backup FILE --to VERSION"
+            )));
+        }
         let image = text("from_pin").unwrap_or_else(|| format!("{repository}:{to}"));
         return Ok((backup, to, image));
     }
@@ -106,7 +122,8 @@ fn rollback(dir: &Dir, opts: &Options) -> Result<Report> {
     let env = Env::open()?;
     let current = dep::current(&env)?;
     let repository = dep::repository(&current.image);
-    let (backup, to_version, to_image) = rollback_point(dir, opts, &repository)?;
+    let (backup, to_version, to_image) = rollback_point(dir, opts, &repository, &current.version)?;
+    agledger_ops::release::drop_stale_env_copy()?;
     if to_version == current.version {
         return Ok(Report::ok(format!(
             "nothing to do: {to_version} is already running. Nothing was changed"
@@ -199,7 +216,10 @@ fn lost_rows(manifest: Option<&serde_json::Value>) -> Result<Vec<String>> {
         if now > then {
             lost.push(format!("{} {name}", now - then));
         } else if now < then {
-            lost.push(format!("{} {name} deleted since come back", then - now));
+            lost.push(format!(
+                "{} {name} deleted since the backup come back",
+                then - now
+            ));
         }
     }
     Ok(lost)
@@ -213,11 +233,15 @@ fn confirm(
     lost: &[String],
     yes: bool,
 ) -> Result<()> {
+    // Net row counts of the tables the backup knew: updates, and rows in
+    // tables a newer migration made, are lost too and not counted here.
     let loss = if lost.is_empty() {
-        "Nothing was written since the backup.".to_string()
+        "No rows were added to or deleted from the backed-up tables since the backup (updates are not counted)."
+            .to_string()
     } else {
         format!(
-            "Written since the backup and LOST by the rollback: {}.",
+            "Written since the backup and LOST by the rollback: {} (net row counts of the backed-up tables; \
+             updates and tables added by the upgrade are lost too).",
             lost.join(", ")
         )
     };

@@ -164,8 +164,8 @@ fn finish(r: &mut Rollback) -> Result<()> {
         );
         db::drop_database(swap::DB, &r.previous_db)?;
     }
+    // (The staging directory is the operation's to remove, however it ends.)
     let backups = fs::open("backups")?;
-    agledger_ops::remove_tree(&backups, &r.staging);
     // The upgrade is undone: a second rollback has nothing to go back to.
     let _ = backups.remove(artifact::LAST_UPGRADE);
     let compose = fs::open(dep::COMPOSE)?;

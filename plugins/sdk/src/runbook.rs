@@ -412,7 +412,7 @@ impl<C: State> Runbook<C> {
                 continue;
             };
             marks[i] = Mark::Undoing;
-            self.write(dir, state, started_at, marks)?;
+            self.write_while_undoing(dir, state, started_at, marks);
             progress::step(&format!("undoing: {}", step.name), None);
             match undo(state) {
                 Ok(()) => marks[i] = Mark::Undone,
@@ -421,7 +421,7 @@ impl<C: State> Runbook<C> {
                     failures.push((step.name.to_string(), e));
                 }
             }
-            self.write(dir, state, started_at, marks)?;
+            self.write_while_undoing(dir, state, started_at, marks);
         }
         if failures.is_empty() {
             self.remove_journal(dir);
@@ -436,6 +436,14 @@ impl<C: State> Runbook<C> {
             undo_failures: failures,
             recovery: vec![self.recover_command.to_string()],
         })
+    }
+
+    /// While undoing, a journal that cannot be written (a full disk) is a
+    /// warning: stopping the undo would leave more to recover, not less.
+    fn write_while_undoing(&self, dir: &Dir, state: &C, started_at: &str, marks: &[Mark]) {
+        if let Err(e) = self.write(dir, state, started_at, marks) {
+            progress::warn(&format!("{}; undoing goes on", describe(&e)));
+        }
     }
 
     /// Forget the journal: the run ended, one way or the other.

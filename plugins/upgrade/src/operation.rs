@@ -1,7 +1,7 @@
 //! The upgrade: what runs, what is asked, the plan, the runbook, the report.
 
 use agledger_ops::deployment::{self as dep, Env};
-use agledger_ops::{clock, lock, restore::swap};
+use agledger_ops::{clock, lock, release, restore::swap};
 use opshost_sdk::fs::{self, Dir};
 use opshost_sdk::progress::{self, Confirmation};
 use opshost_sdk::runbook::{Interrupted, Outcome};
@@ -117,7 +117,13 @@ fn upgrade(dir: &Dir, opts: &Options) -> Result<Report> {
     let mut state = State {
         from_version: current.version.clone(),
         to_version: target.to_string(),
-        from_image: current.image.clone(),
+        // A pin is exact; a tag (`latest`!) may have moved since it was
+        // pulled: come back to the version that runs, by its own tag.
+        from_image: if current.image.contains('@') {
+            current.image.clone()
+        } else {
+            format!("{}:{}", dep::repository(&current.image), current.version)
+        },
         from_pin: String::new(),
         to_pin: String::new(),
         repository: dep::repository(&current.image),
@@ -126,7 +132,12 @@ fn upgrade(dir: &Dir, opts: &Options) -> Result<Report> {
         id: format!("{}_{}", stamp.replace('-', "_"), lock::unique_suffix()),
         keep: opts.keep,
         ready_within_s: opts.ready_within_s,
+        migrate_started: false,
     };
+    if state.backup.is_some() {
+        scratch_names_fit(&state.live_db, &state.id)?;
+    }
+    release::drop_stale_env_copy()?;
     let removed = env.removed_present();
     confirm(&state, &removed, opts)?;
 
@@ -165,9 +176,9 @@ fn report(state: &State, outcome: Outcome, seconds: i64) -> Result<Report> {
         )),
         // A refused image signature stays a refusal (exit code "denied").
         Outcome::RolledBack {
+            step,
             error: opshost_sdk::Error::Denied(why),
-            ..
-        } => Err(opshost_sdk::Error::Denied(format!(
+        } if step == RUNBOOK.steps[0].name => Err(opshost_sdk::Error::Denied(format!(
             "upgrade to {} refused: {why}. Nothing was changed",
             state.to_version
         ))),
@@ -198,6 +209,25 @@ fn report(state: &State, outcome: Outcome, seconds: i64) -> Result<Report> {
         ))),
         degraded @ Outcome::Degraded { .. } => Err(fail(degraded.describe("upgrade"))),
     }
+}
+
+/// An automatic rollback restores beside the live database under scratch
+/// names; find out now, not half-way through an undo, if the server cannot
+/// hold them (PostgreSQL: 63 bytes; the host: lower-case, digits, `_`).
+fn scratch_names_fit(live: &str, id: &str) -> Result<()> {
+    let longest = format!("{live}_restoring_{id}");
+    let fits = longest.len() <= 63
+        && longest
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if fits {
+        return Ok(());
+    }
+    Err(fail(format!(
+        "the database {live:?} cannot have an automatic rollback: restoring beside it needs the name {longest:?}, \
+         and database names here are lower-case letters, digits and '_', at most 63 bytes. Nothing was changed. \
+         Upgrade with --skip-backup after a backup of your own, or rename the database"
+    )))
 }
 
 /// Print the plan; ask on a terminal, `--yes` otherwise.

@@ -26,6 +26,11 @@ pub struct Upgrade {
     pub id: String,
     pub keep: usize,
     pub ready_within_s: u64,
+    /// This run only: has `migrate` been started? Until then, undoing the
+    /// step has no database to put back (and throwing away the writes made
+    /// since the backup would be a loss for nothing). Not journaled: a
+    /// recovering run assumes it had.
+    pub migrate_started: bool,
 }
 
 impl State for Upgrade {
@@ -59,6 +64,7 @@ impl State for Upgrade {
             id: text("id")?,
             keep: v["keep"].as_u64().unwrap_or(7) as usize,
             ready_within_s: v["ready_within_s"].as_u64().unwrap_or(120),
+            migrate_started: true,
         })
     }
 }
@@ -134,23 +140,22 @@ fn pre_upgrade_backup(u: &mut Upgrade) -> Result<()> {
         );
     } else {
         progress::step("pre-upgrade backup (the rollback point)", None);
+        // Marked as the rollback point (and the vendor's
+        // .pre-upgrade-version written) only once the upgrade completed: an
+        // upgrade that undoes itself must not move the markers off the
+        // rollback point of the last one that did.
         let taken = backup::take(
             &dir,
             &backup::Options {
                 keep: u.keep,
-                rollback_point: true,
+                rollback_point: false,
                 clean_interrupted: false,
             },
         )
         .context("the pre-upgrade backup")?;
         u.backup = Some(taken.name);
     }
-    // The vendor's marker: the version that ran before the last upgrade.
-    dir.write(
-        artifact::VENDOR_PRE_UPGRADE,
-        format!("{}\n", u.from_version).as_bytes(),
-    )
-    .context("writing .pre-upgrade-version")
+    Ok(())
 }
 
 /// Both images, by digest from their own repository: the target to run,
@@ -194,6 +199,7 @@ fn migrate(u: &mut Upgrade) -> Result<()> {
     // The host runs only digests it verified in this run (a resumed run
     // did not pull yet).
     container::pull(CONTAINERS, &u.to_pin).context(format!("pulling {}", u.to_pin))?;
+    u.migrate_started = true;
     let spec = RunSpec {
         image: Some(u.to_pin.clone()),
         command: Some(vec!["migrate".into()]),
@@ -223,11 +229,20 @@ fn migrate(u: &mut Upgrade) -> Result<()> {
 /// Undo the migrations: the database of the pre-upgrade backup goes back
 /// in place (migrations are forward-only), then the API starts again.
 fn put_back_database(u: &mut Upgrade) -> Result<()> {
-    let Some(backup) = u.backup.clone() else {
-        return Err(fail(
-            "the upgrade ran without a pre-upgrade backup (--skip-backup): the database keeps the migrations \
-             it got; restore a backup taken before the upgrade (opshost run restore.wasm -- BACKUP)",
-        ));
+    if !u.migrate_started {
+        progress::info("the migrations never started: the database is as it was");
+        return Ok(());
+    }
+    let Some(backup) = u.backup.clone().filter(|b| !b.is_empty()) else {
+        // Nothing to put back with: say so and go on undoing the rest (a
+        // failing undo would leave a journal no run could clear).
+        progress::warn(
+            "NO PRE-UPGRADE BACKUP (--skip-backup): the database keeps the migrations it got, which the \
+             previous version may refuse; restore a backup taken before the upgrade \
+             (opshost run restore.wasm -- BACKUP) if it does",
+        );
+        container::start(CONTAINERS, API)?;
+        return Ok(());
     };
     progress::step(
         &format!("putting the pre-upgrade database back from {backup}"),
@@ -256,7 +271,17 @@ fn check(u: &mut Upgrade) -> Result<()> {
 
 /// What rollback needs later; the `.env` copy is no longer needed.
 fn record(u: &mut Upgrade) -> Result<()> {
+    let compose = fs::open(dep::COMPOSE)?;
+    let _ = compose.remove(release::ENV_SAVED);
     let dir = backups()?;
+    if let Some(backup) = u.backup.as_deref().filter(|b| !b.is_empty()) {
+        dir.write(artifact::ROLLBACK_MARKER, format!("{backup}\n").as_bytes())?;
+    }
+    // The vendor's marker: the version that ran before the last upgrade.
+    dir.write(
+        artifact::VENDOR_PRE_UPGRADE,
+        format!("{}\n", u.from_version).as_bytes(),
+    )?;
     let doc = json!({
         "from_version": u.from_version,
         "from_pin": u.from_pin,
@@ -265,8 +290,5 @@ fn record(u: &mut Upgrade) -> Result<()> {
         "backup": u.backup,
         "at": agledger_ops::clock::rfc3339(agledger_ops::clock::now()),
     });
-    dir.write(artifact::LAST_UPGRADE, doc.to_string().as_bytes())?;
-    let compose = fs::open(dep::COMPOSE)?;
-    let _ = compose.remove(release::ENV_SAVED);
-    Ok(())
+    dir.write(artifact::LAST_UPGRADE, doc.to_string().as_bytes())
 }

@@ -192,15 +192,15 @@ pub async fn tidy(docker: &Docker, project: &str, service: &str) -> Result<(), C
             .trim_start_matches('/')
             .to_string()
     };
-    let proper = |n: &str| !n.contains("_opshost_next_") && !n.contains("_opshost_previous_");
-    let has_proper = of_service.iter().any(|c| proper(&name_of(c)));
     for c in &of_service {
         let name = name_of(c);
         let Some(cid) = c.id.as_deref() else { continue };
         if name.contains("_opshost_next_") {
             remove(docker, cid).await?;
         } else if let Some((base, _)) = name.split_once("_opshost_previous_") {
-            if has_proper {
+            // This replica's own name taken (by the new container): the
+            // previous one is done with; else it gets its name back.
+            if of_service.iter().any(|c| name_of(c) == base) {
                 remove(docker, cid).await?;
             } else {
                 let options = RenameContainerOptionsBuilder::default().name(base).build();
