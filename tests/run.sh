@@ -18,10 +18,11 @@ trap 'tests/standin-up.sh down' EXIT
 OPSHOST_TEST_STANDIN=$(tests/standin-up.sh)
 export OPSHOST_TEST_STANDIN OPSHOST_TEST_STANDIN_PROJECT=opshost-test
 export OPSHOST_TEST_STANDIN_EXT=$OPSHOST_TEST_STANDIN-ext OPSHOST_TEST_STANDIN_EXT_PROJECT=opshost-ext
-# The host, plus the unit tests of the plugins and the stand-in (native).
+# The host, plus the unit tests of the plugins and the stand-in (native);
+# --no-fail-fast: one failing test binary must not hide the others' results.
 log=$(mktemp /tmp/opshost-tests.XXXXXX)
 set +e
-cargo test --release -p opshost -p agledger-ops -p opshost-sdk -p backup -p restore -p upgrade -p rollback -p vault-scan -p agledger-standin "$@" 2>&1 | tee "$log"
+cargo test --release --no-fail-fast -p opshost -p agledger-ops -p opshost-sdk -p backup -p restore -p upgrade -p rollback -p vault-scan -p agledger-standin "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # One line for the whole run: cargo prints a result per test binary, and the

@@ -233,10 +233,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn migration_3_arrives_in_1_3_3() {
+    fn migration_3_arrives_in_1_3_3_and_4_5_in_1_3_5() {
         assert_eq!(known_ids("1.3.2"), vec![1, 2]);
         assert_eq!(known_ids("1.3.3"), vec![1, 2, 3]);
-        assert_eq!(known_ids("1.4.0"), vec![1, 2, 3]);
+        assert_eq!(known_ids("1.3.4"), vec![1, 2, 3]);
+        assert_eq!(known_ids("1.3.5"), vec![1, 2, 3, 4, 5]);
+        assert_eq!(known_ids("1.4.0"), vec![1, 2, 3, 4, 5]);
         assert_eq!(known_ids("0.0.0-dev"), vec![1, 2]);
     }
 
