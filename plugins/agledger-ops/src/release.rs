@@ -72,6 +72,7 @@ fn env_change(version: &str, pin: &str, healthy_within_ms: Option<u32>) -> Recre
         // Asked of each new container directly: Docker's healthcheck
         // interval would make every replica wait up to 15-30 s.
         ready_path: healthy_within_ms.map(|_| "/health/ready".to_string()),
+        stopped: false,
         image: Some(pin.to_string()),
         env_set: vec![
             (dep::VERSION_KEY.into(), version.into()),
@@ -79,6 +80,22 @@ fn env_change(version: &str, pin: &str, healthy_within_ms: Option<u32>) -> Recre
         ],
         env_unset: dep::REMOVED.iter().map(|k| k.to_string()).collect(),
     }
+}
+
+/// Undoing a replace: `service` back on `pin`, created but NOT started.
+/// Until a later undo has put the right database back, the schema (or the
+/// data) is the other release's: the image must not run on it. The last
+/// undo (the one that stopped the services, or the database put back)
+/// starts it.
+pub fn put_back_stopped(service: &str, pin: &str, version: &str) -> Result<()> {
+    progress::step(
+        &format!("putting {service} back on {version} (started once its database is back)"),
+        None,
+    );
+    verified(pin)?;
+    let mut spec = env_change(version, pin, None);
+    spec.stopped = true;
+    container::recreate(CONTAINERS, service, &spec).map(drop)
 }
 
 /// Replace agledger-api, wait for `/health/ready`, check the version.

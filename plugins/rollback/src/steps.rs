@@ -112,12 +112,12 @@ pub const RUNBOOK: Runbook<Rollback> = Runbook {
         Step {
             name: "replace agledger-api",
             apply: |r| release::replace_api(&r.to_pin, &r.to_version, r.ready_within_s),
-            undo: Some(|r| release::replace_api(&r.from_pin, &r.from_version, r.ready_within_s)),
+            undo: Some(|r| release::put_back_stopped(API, &r.from_pin, &r.from_version)),
         },
         Step {
             name: "replace agledger-worker",
             apply: |r| release::replace_worker(&r.to_pin, &r.to_version, r.ready_within_s),
-            undo: Some(|r| release::replace_worker(&r.from_pin, &r.from_version, r.ready_within_s)),
+            undo: Some(|r| release::put_back_stopped(dep::WORKER, &r.from_pin, &r.from_version)),
         },
         Step {
             name: "check health, version, preflight and the vault",

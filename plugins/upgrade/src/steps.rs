@@ -107,12 +107,12 @@ pub const RUNBOOK: Runbook<Upgrade> = Runbook {
         Step {
             name: "replace agledger-api",
             apply: |u| release::replace_api(&u.to_pin, &u.to_version, u.ready_within_s),
-            undo: Some(|u| release::replace_api(&u.from_pin, &u.from_version, u.ready_within_s)),
+            undo: Some(|u| release::put_back_stopped(API, &u.from_pin, &u.from_version)),
         },
         Step {
             name: "replace agledger-worker",
             apply: |u| release::replace_worker(&u.to_pin, &u.to_version, u.ready_within_s),
-            undo: Some(|u| release::replace_worker(&u.from_pin, &u.from_version, u.ready_within_s)),
+            undo: Some(|u| release::put_back_stopped(WORKER, &u.from_pin, &u.from_version)),
         },
         Step {
             name: "check the upgraded deployment",
@@ -231,7 +231,8 @@ fn migrate(u: &mut Upgrade) -> Result<()> {
 fn put_back_database(u: &mut Upgrade) -> Result<()> {
     if !u.migrate_started {
         progress::info("the migrations never started: the database is as it was");
-        return Ok(());
+        container::start(CONTAINERS, API)?;
+        return dep::wait_ready(u.ready_within_s * 1000);
     }
     let Some(backup) = u.backup.clone().filter(|b| !b.is_empty()) else {
         // Nothing to put back with: say so and go on undoing the rest (a
@@ -242,7 +243,7 @@ fn put_back_database(u: &mut Upgrade) -> Result<()> {
              (opshost run restore.wasm -- BACKUP) if it does",
         );
         container::start(CONTAINERS, API)?;
-        return Ok(());
+        return dep::wait_ready(u.ready_within_s * 1000);
     };
     progress::step(
         &format!("putting the pre-upgrade database back from {backup}"),

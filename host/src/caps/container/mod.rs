@@ -391,8 +391,10 @@ impl wit::Host for HostState {
                     set: &spec.env_set,
                     unset: &spec.env_unset,
                 };
+                // Nothing to wait for in a container left stopped.
                 let gate = spec
                     .healthy_within_ms
+                    .filter(|_| !spec.stopped)
                     .map(|ms| Duration::from_millis(ms.into()));
                 // One replica at a time: the others keep serving meanwhile.
                 let mut first = None;
@@ -400,7 +402,8 @@ impl wit::Host for HostState {
                     let image =
                         scope::image_for(&docker, &run, &project, &res, spec.image.clone(), old)
                             .await?;
-                    let new_id = recreate::recreate(&docker, old, image, &env).await?;
+                    let new_id =
+                        recreate::recreate(&docker, old, image, &env, !spec.stopped).await?;
                     let new = match gate {
                         Some(within) => {
                             health::healthy(

@@ -216,11 +216,13 @@ pub async fn tidy(docker: &Docker, project: &str, service: &str) -> Result<(), C
 }
 
 /// Replace `old` with a container of `image` and the changed environment.
+/// `start: false` leaves the new container created, named and stopped.
 pub async fn recreate(
     docker: &Docker,
     old: &ContainerInspectResponse,
     image: String,
     env: &EnvChange<'_>,
+    start_it: bool,
 ) -> Result<String, CapError> {
     let old_id = id(old)?;
     let name = old
@@ -280,12 +282,15 @@ pub async fn recreate(
         }
         return Err(engine_error("rename the current container aside", e));
     }
-    let switched = async {
+    let switched: Result<(), CapError> = async {
         docker
             .rename_container(&new_id, rename(&name))
             .await
             .map_err(|e| engine_error("rename the new container", e))?;
-        start(docker, &new_id).await
+        if start_it {
+            start(docker, &new_id).await?;
+        }
+        Ok(())
     }
     .await;
     match switched {

@@ -98,6 +98,7 @@ impl opshost_sdk::Operation for Probe {
                     env_unset: vec![],
                     healthy_within_ms: None,
                     ready_path: None,
+                    stopped: false,
                 };
                 info(&container::recreate(P, &a(1)?, &spec)?)
             }
