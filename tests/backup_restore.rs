@@ -12,13 +12,9 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 
 use common::standin::*;
 use common::*;
-
-/// The tests share the two stand-in deployments: one at a time.
-static DEPLOYMENT: Mutex<()> = Mutex::new(());
 
 fn sandbox(mode: Mode) -> Sandbox {
     let sb = Sandbox::new();
@@ -195,13 +191,13 @@ fn round_trip(mode: Mode) {
 
 #[test]
 fn round_trip_bundled_database() {
-    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let _d = deployment_lock();
     round_trip(Mode::Bundled);
 }
 
 #[test]
 fn round_trip_external_database() {
-    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let _d = deployment_lock();
     round_trip(Mode::External);
 }
 
@@ -233,7 +229,7 @@ fn repack(sb: &Sandbox, good: &str, name: &str, script: &str) {
 
 #[test]
 fn corrupt_truncated_foreign_and_tampered_archives_are_refused_and_nothing_changes() {
-    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let _d = deployment_lock();
     let mode = Mode::Bundled;
     let sb = sandbox(mode);
     let good = backup(&sb, &[]);
@@ -297,7 +293,7 @@ fn corrupt_truncated_foreign_and_tampered_archives_are_refused_and_nothing_chang
 
 #[test]
 fn restore_without_a_terminal_needs_yes() {
-    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let _d = deployment_lock();
     let mode = Mode::Bundled;
     let sb = sandbox(mode);
     let name = backup(&sb, &[]);
@@ -322,7 +318,7 @@ fn restore_without_a_terminal_needs_yes() {
 /// and `<ts>/vault-public-keys.csv`, no manifest.
 #[test]
 fn a_backup_made_by_the_vendor_script_restores() {
-    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let _d = deployment_lock();
     let mode = Mode::Bundled;
     let sb = sandbox(mode);
     let before = fingerprint(mode);
@@ -361,7 +357,7 @@ fn a_backup_made_by_the_vendor_script_restores() {
 
 #[test]
 fn killing_a_backup_leaves_no_backup_looking_file() {
-    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let _d = deployment_lock();
     let mode = Mode::Bundled;
     let sb = sandbox(mode);
     let dir = sb.path("backups");
@@ -440,19 +436,19 @@ fn kill_restore_at(step: &str) {
 
 #[test]
 fn killing_a_restore_while_it_restores_is_recovered() {
-    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let _d = deployment_lock();
     kill_restore_at("verifying the restored database");
 }
 
 #[test]
 fn killing_a_restore_while_the_services_stop_is_recovered() {
-    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let _d = deployment_lock();
     kill_restore_at("stopping agledger-worker");
 }
 
 #[test]
 fn killing_a_restore_while_it_swaps_is_recovered() {
-    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let _d = deployment_lock();
     kill_restore_at("swapping databases");
 }
 
@@ -482,7 +478,7 @@ fn touch(path: &Path, stamp: &str) {
 
 #[test]
 fn retention_keeps_the_newest_and_never_touches_what_is_not_a_backup() {
-    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let _d = deployment_lock();
     let sb = sandbox(Mode::Bundled);
     let dir = sb.path("backups");
     let old: Vec<String> = (1..=6)
@@ -562,7 +558,7 @@ fn retention_keeps_the_newest_and_never_touches_what_is_not_a_backup() {
 
 #[test]
 fn a_backup_with_broken_vault_chains_is_not_swapped_in_unless_allowed() {
-    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let _d = deployment_lock();
     let mode = Mode::Bundled;
     let sb = sandbox(mode);
     let before = fingerprint(mode);
@@ -617,7 +613,7 @@ fn a_backup_with_broken_vault_chains_is_not_swapped_in_unless_allowed() {
 /// nothing changes. (`script` gives the run a real pseudo-terminal.)
 #[test]
 fn restore_on_a_terminal_asks_and_no_means_no() {
-    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let _d = deployment_lock();
     let mode = Mode::Bundled;
     let sb = sandbox(mode);
     let name = backup(&sb, &[]);
@@ -673,7 +669,7 @@ fn restore_on_a_terminal_asks_and_no_means_no() {
 
 #[test]
 fn retention_never_counts_or_removes_a_truncated_backup() {
-    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let _d = deployment_lock();
     let sb = sandbox(Mode::Bundled);
     let dir = sb.path("backups");
     let good = [
@@ -724,7 +720,7 @@ fn retention_never_counts_or_removes_a_truncated_backup() {
 #[test]
 fn backups_are_owner_only_whatever_the_umask() {
     use std::os::unix::fs::PermissionsExt;
-    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let _d = deployment_lock();
     let sb = sandbox(Mode::Bundled);
     let name = backup(&sb, &[]);
     let mode = std::fs::metadata(sb.path("backups").join(&name))
@@ -755,7 +751,7 @@ fn backups_are_owner_only_whatever_the_umask() {
 /// Start `plugin` in the background; its output once it ends.
 #[test]
 fn two_operations_at_once_one_runs_the_other_is_refused_naming_it() {
-    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let _d = deployment_lock();
     let mode = Mode::Bundled;
     let sb = sandbox(mode);
     let name = backup(&sb, &[]);
@@ -811,7 +807,7 @@ fn two_operations_at_once_one_runs_the_other_is_refused_naming_it() {
 
 #[test]
 fn recover_while_a_restore_runs_is_refused_and_a_dead_holder_blocks_nothing() {
-    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let _d = deployment_lock();
     let mode = Mode::Bundled;
     let sb = sandbox(mode);
     let name = backup(&sb, &[]);
@@ -856,7 +852,7 @@ fn recover_while_a_restore_runs_is_refused_and_a_dead_holder_blocks_nothing() {
 fn external_restores_do_not_trip_over_autovacuum() {
     // tests/pg.sh runs autovacuum every second, on every insert, slowly
     // (cost delay): workers are in the databases while restores swap them.
-    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let _d = deployment_lock();
     let mode = Mode::External;
     let sb = sandbox(mode);
     seed(mode, 20, 50);

@@ -14,10 +14,6 @@ use std::sync::Mutex;
 use common::standin::*;
 use common::*;
 
-/// The tests share the two stand-in deployments (and backup_restore's
-/// tests run in another process, after or before these).
-static DEPLOYMENT: Mutex<()> = Mutex::new(());
-
 const TRUST: &str = "/tmp/opshost-test-trust";
 const REPO: &str = "127.0.0.1:5000/agledger/agledger";
 
@@ -342,19 +338,19 @@ fn upgrade_and_roll_back(mode: Mode) {
 
 #[test]
 fn upgrade_then_rollback_bundled_database() {
-    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let _d = deployment_lock();
     upgrade_and_roll_back(Mode::Bundled);
 }
 
 #[test]
 fn upgrade_then_rollback_external_database() {
-    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let _d = deployment_lock();
     upgrade_and_roll_back(Mode::External);
 }
 
 #[test]
 fn a_release_that_never_becomes_healthy_rolls_itself_back() {
-    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let _d = deployment_lock();
     let mode = Mode::Bundled;
     let sb = sandbox(mode);
     let before = Before::now(mode);
@@ -375,7 +371,7 @@ fn a_release_that_never_becomes_healthy_rolls_itself_back() {
 
 #[test]
 fn a_failing_migration_is_undone_with_the_pre_upgrade_database() {
-    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let _d = deployment_lock();
     let mode = Mode::External;
     let sb = sandbox(mode);
     let before = Before::now(mode);
@@ -392,7 +388,7 @@ fn a_failing_migration_is_undone_with_the_pre_upgrade_database() {
 
 #[test]
 fn without_a_terminal_an_upgrade_needs_yes() {
-    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let _d = deployment_lock();
     let mode = Mode::Bundled;
     let sb = sandbox(mode);
     let before = Before::now(mode);
@@ -422,7 +418,7 @@ fn digest_ref(tag: &str) -> String {
 
 #[test]
 fn unsigned_or_wrongly_signed_targets_are_refused_before_anything_changes() {
-    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let _d = deployment_lock();
     let mode = Mode::Bundled;
     let sb = sandbox(mode);
     let trust = trust_dir();
@@ -469,7 +465,7 @@ fn unsigned_or_wrongly_signed_targets_are_refused_before_anything_changes() {
 
 #[test]
 fn two_operations_at_once_the_second_is_refused_naming_the_first() {
-    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let _d = deployment_lock();
     let mode = Mode::Bundled;
     let sb = sandbox(mode);
     let before = Before::now(mode);
@@ -519,13 +515,13 @@ fn kill_upgrade_at(mode: Mode, step: &str) {
 
 #[test]
 fn killing_an_upgrade_while_it_migrates_is_recovered() {
-    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let _d = deployment_lock();
     kill_upgrade_at(Mode::Bundled, "running the migrations");
 }
 
 #[test]
 fn killing_an_upgrade_while_it_replaces_the_api_is_recovered() {
-    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let _d = deployment_lock();
     kill_upgrade_at(Mode::External, "replacing agledger-api");
 }
 
@@ -596,7 +592,7 @@ fn answers(address: &str) -> bool {
 fn a_scaled_worker_is_replaced_one_container_at_a_time_and_always_answers() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
-    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let _d = deployment_lock();
     let mode = Mode::Bundled;
     let sb = sandbox(mode);
     // Two workers (the second takes the next port of a range).
@@ -708,7 +704,7 @@ fn a_scaled_worker_is_replaced_one_container_at_a_time_and_always_answers() {
 
 #[test]
 fn no_auto_rollback_leaves_the_failure_for_inspection_and_recover_undoes_it() {
-    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let _d = deployment_lock();
     let mode = Mode::Bundled;
     let sb = sandbox(mode);
     let before = Before::now(mode);
@@ -738,31 +734,31 @@ fn no_auto_rollback_leaves_the_failure_for_inspection_and_recover_undoes_it() {
 
 #[test]
 fn killing_an_upgrade_while_it_backs_up_is_recovered() {
-    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let _d = deployment_lock();
     kill_upgrade_at(Mode::Bundled, "dumping the database");
 }
 
 #[test]
 fn killing_an_upgrade_while_it_stops_the_worker_is_recovered() {
-    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let _d = deployment_lock();
     kill_upgrade_at(Mode::External, "stopping agledger-worker");
 }
 
 #[test]
 fn killing_an_upgrade_while_it_replaces_the_worker_is_recovered() {
-    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let _d = deployment_lock();
     kill_upgrade_at(Mode::Bundled, "replacing agledger-worker");
 }
 
 #[test]
 fn killing_an_upgrade_while_it_checks_the_result_is_recovered() {
-    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let _d = deployment_lock();
     kill_upgrade_at(Mode::Bundled, "checking the upgraded deployment");
 }
 
 #[test]
 fn killing_a_rollback_while_it_swaps_is_recovered_then_rolls_back() {
-    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let _d = deployment_lock();
     let mode = Mode::External;
     let sb = sandbox(mode);
     let before = Before::now(mode);
@@ -799,7 +795,7 @@ fn killing_a_rollback_while_it_swaps_is_recovered_then_rolls_back() {
 
 #[test]
 fn an_upgrade_killed_while_it_replaces_the_api_can_resume_instead() {
-    let _d = DEPLOYMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let _d = deployment_lock();
     let mode = Mode::Bundled;
     let sb = sandbox(mode);
     let before = Before::now(mode);

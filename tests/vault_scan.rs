@@ -6,12 +6,8 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::sync::Mutex;
 
 use common::*;
-
-/// The tests alter the shared stand-in database: one at a time.
-static VAULT: Mutex<()> = Mutex::new(());
 
 /// The stand-in's own scan (`POST /v1/admin/vault/scan` with the platform key).
 fn product_scan() -> serde_json::Value {
@@ -64,7 +60,7 @@ fn sandbox() -> Sandbox {
 
 #[test]
 fn intact_then_tampered_then_intact_again() {
-    let _vault = VAULT.lock().unwrap_or_else(|e| e.into_inner());
+    let _vault = common::standin::deployment_lock();
     let sb = sandbox();
     let out = sb.run(&plugin("vault-scan"), &["--json"], &[]);
     let v = result_json(&out);
@@ -113,7 +109,7 @@ fn intact_then_tampered_then_intact_again() {
 
 #[test]
 fn an_unknown_signing_key_is_reported() {
-    let _vault = VAULT.lock().unwrap_or_else(|e| e.into_inner());
+    let _vault = common::standin::deployment_lock();
     let sb = sandbox();
     let (mandate, saved) = {
         let m = psql_in_standin(

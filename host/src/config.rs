@@ -85,6 +85,11 @@ pub struct ContainersResource {
 #[serde(deny_unknown_fields)]
 pub struct HttpResource {
     pub url: url::Url,
+    /// A file holding a token the host sends as `Authorization: Bearer`
+    /// on every request to this base URL (the product's platform key): the
+    /// plugin uses the API without ever holding the key. Read at each
+    /// request, so a rotated key needs no restart.
+    pub bearer_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -124,10 +129,15 @@ impl Config {
                 _ => {}
             }
         }
-        for (name, http) in &config.http {
+        for (name, http) in config.http.iter_mut() {
             check_name(name)?;
             if !matches!(http.url.scheme(), "http" | "https") || http.url.host_str().is_none() {
                 bail!("[http.{name}]: url must be http(s)://host[:port][/path]");
+            }
+            if let Some(token) = http.bearer_token_file.as_mut() {
+                if token.is_relative() {
+                    *token = base.join(&*token);
+                }
             }
         }
         for (name, containers) in config.containers.iter_mut() {

@@ -148,3 +148,30 @@ pub fn health(mode: Mode) -> u16 {
         .and_then(|c| c.parse().ok())
         .unwrap_or(0)
 }
+
+/// Held by every test that uses or changes the shared stand-in
+/// deployments. A file lock, not only a mutex: cargo runs test binaries one
+/// after another, but two test runs on one machine (two engineers, or a
+/// test beside the demo) would otherwise restart each other's services.
+pub struct DeploymentLock {
+    _file: std::fs::File,
+    _guard: std::sync::MutexGuard<'static, ()>,
+}
+
+pub fn deployment_lock() -> DeploymentLock {
+    static IN_PROCESS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let guard = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
+    let path = std::env::temp_dir().join("opshost-standin-tests.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
+    file.lock()
+        .unwrap_or_else(|e| panic!("cannot lock {}: {e}", path.display()));
+    DeploymentLock {
+        _file: file,
+        _guard: guard,
+    }
+}

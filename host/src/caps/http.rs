@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, LOCATION};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, LOCATION};
 use reqwest::{Method, StatusCode};
 use url::Url;
 use wasmtime::component::Resource;
@@ -111,6 +111,37 @@ fn check_grant(run: &RunContext, api: &str, method: &Method, rel: &str) -> Resul
     }
 }
 
+/// The operator's token for `resource`, read now: `Authorization: Bearer`.
+fn configured_authorization(
+    api: &str,
+    resource: &crate::config::HttpResource,
+) -> Result<Option<HeaderValue>, CapError> {
+    let Some(path) = &resource.bearer_token_file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        CapError::Failed(format!(
+            "cannot read [http.{api}] bearer_token_file {}: {e}",
+            path.display()
+        ))
+    })?;
+    let token = text.trim();
+    if token.is_empty() || token.contains(char::is_whitespace) {
+        return Err(CapError::Failed(format!(
+            "[http.{api}] bearer_token_file {} must hold one token on one line",
+            path.display()
+        )));
+    }
+    let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+        CapError::Failed(format!(
+            "[http.{api}] bearer_token_file {} holds characters a header cannot carry",
+            path.display()
+        ))
+    })?;
+    value.set_sensitive(true);
+    Ok(Some(value))
+}
+
 fn headers(list: &[(String, String)]) -> Result<HeaderMap, CapError> {
     let mut map = HeaderMap::new();
     for (name, value) in list {
@@ -152,17 +183,24 @@ async fn send(
     api: &str,
     req: Request,
 ) -> Result<(reqwest::Response, String), CapError> {
-    let base = &run
+    let resource = run
         .config
         .http
         .get(api)
-        .ok_or_else(|| CapError::NotFound(format!("the config names no http base URL \"{api}\"")))?
-        .url;
+        .ok_or_else(|| CapError::NotFound(format!("the config names no http base URL \"{api}\"")))?;
+    let base = &resource.url;
     let mut method = Method::from_bytes(req.method.to_ascii_uppercase().as_bytes())
         .map_err(|_| CapError::Invalid(format!("HTTP method {:?}", req.method)))?;
     let (mut url, mut rel) = target_url(base, &req.path)?;
     check_grant(run, api, &method, &rel)?;
-    let header_map = headers(&req.headers)?;
+    let mut header_map = headers(&req.headers)?;
+    // The operator's token, unless the plugin proves something with a key
+    // of its own (e.g. that a given API key still authenticates).
+    if !header_map.contains_key(AUTHORIZATION) {
+        if let Some(token) = configured_authorization(api, resource)? {
+            header_map.insert(AUTHORIZATION, token);
+        }
+    }
     let timeout = req
         .timeout_ms
         .map(|ms| Duration::from_millis(ms.into()))
