@@ -183,11 +183,9 @@ async fn send(
     api: &str,
     req: Request,
 ) -> Result<(reqwest::Response, String), CapError> {
-    let resource = run
-        .config
-        .http
-        .get(api)
-        .ok_or_else(|| CapError::NotFound(format!("the config names no http base URL \"{api}\"")))?;
+    let resource = run.config.http.get(api).ok_or_else(|| {
+        CapError::NotFound(format!("the config names no http base URL \"{api}\""))
+    })?;
     let base = &resource.url;
     let mut method = Method::from_bytes(req.method.to_ascii_uppercase().as_bytes())
         .map_err(|_| CapError::Invalid(format!("HTTP method {:?}", req.method)))?;
