@@ -550,6 +550,18 @@ impl wit::Host for HostState {
         call.finish(result)
     }
 
+    async fn dump_schema(&mut self, name: String) -> Result<Vec<u8>, CapError> {
+        let call = self.run.call("db", &name, "dump-schema");
+        let run = self.run.clone();
+        let result = async {
+            run.db_level(&name, DbLevel::Read, "dump the schema")?;
+            let (db, runner) = run.db_target(&name, DbLevel::Read).await?;
+            tools::schema(&runner, &db).await
+        }
+        .await;
+        call.finish(result)
+    }
+
     async fn restore(
         &mut self,
         name: String,

@@ -217,6 +217,18 @@ pub async fn dump(
         .map(drop)
 }
 
+/// `pg_dump --schema-only` of the target database as plain SQL: the
+/// structure without a row, small enough to hand back whole.
+pub async fn schema(runner: &Runner, target: &Target) -> Result<Vec<u8>, CapError> {
+    let args = vec![
+        "--no-password".into(),
+        "--schema-only".into(),
+        "--format=plain".into(),
+        format!("--dbname={}", target.conninfo()),
+    ];
+    run(runner, "pg_dump", args, Some(target), None, None).await
+}
+
 /// `pg_restore` of the dump in `input` into the target database.
 pub async fn restore(
     runner: &Runner,
