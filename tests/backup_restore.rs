@@ -865,3 +865,106 @@ fn external_restores_do_not_trip_over_autovacuum() {
     assert_eq!(fingerprint(mode), before);
     assert_eq!(databases(mode), vec![mode.database().to_string()]);
 }
+
+fn restore_test_log(sb: &Sandbox) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(sb.path("backups/restore-tests.ndjson"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+fn the_restore_test_changes_nothing(mode: Mode) {
+    let _d = deployment_lock();
+    let sb = sandbox(mode);
+    let good = backup(&sb, &[]);
+    repack(
+        &sb,
+        &good,
+        "wrongcounts.tar.gz",
+        "m = json.load(open(root + '/manifest.json'))\n\
+         m['row_counts']['public.mandates'] += 1\n\
+         open(root + '/manifest.json', 'w').write(json.dumps(m))",
+    );
+    let untouched = Untouched::now(mode);
+
+    // The newest backup by the time in its name, whatever else is there.
+    let out = restore(&sb, &["--test"]);
+    assert_eq!(out.code, OK, "{}", out.combined());
+    let v = result_json(&out);
+    assert_eq!(v["data"]["backup"], good.as_str());
+    assert_eq!(v["data"]["passed"], true);
+    assert!(
+        v["data"]["tables_checked"].as_u64().unwrap_or(0) >= 4,
+        "{v}"
+    );
+    assert!(
+        v["data"]["vault"]["scanned_entries"].as_u64().unwrap_or(0) > 0,
+        "{v}"
+    );
+    untouched.check(&sb, "restore --test");
+    let log = restore_test_log(&sb);
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0]["backup"], good.as_str());
+    assert_eq!(log[0]["passed"], true);
+    assert!(log[0]["time"].as_str().unwrap_or_default().ends_with('Z'));
+
+    // A backup that does not restore to what it recorded fails the test,
+    // and the failure is recorded too.
+    let out = restore(&sb, &["--test", "wrongcounts.tar.gz"]);
+    assert_eq!(out.code, PLUGIN_FAILED, "{}", out.combined());
+    let error = result_json(&out)["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        error.contains("FAILED") && error.contains("differs from the backup"),
+        "{error}"
+    );
+    assert!(error.contains("not touched"), "{error}");
+    untouched.check(&sb, "a failed restore --test");
+    let log = restore_test_log(&sb);
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(log[1]["passed"], false);
+    assert!(log[1]["outcome"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("differs from the backup"));
+}
+
+#[test]
+fn the_restore_test_verifies_a_backup_beside_the_live_bundled_database_and_changes_nothing() {
+    the_restore_test_changes_nothing(Mode::Bundled);
+}
+
+#[test]
+fn the_restore_test_verifies_a_backup_beside_the_live_external_database_and_changes_nothing() {
+    the_restore_test_changes_nothing(Mode::External);
+}
+
+#[test]
+fn a_killed_restore_test_leaves_nothing_behind_after_the_next_one() {
+    let _d = deployment_lock();
+    let mode = Mode::Bundled;
+    let sb = sandbox(mode);
+    backup(&sb, &[]);
+    let untouched = Untouched::now(mode);
+    // What a run killed mid-way leaves: its scratch database, its staging.
+    sql(
+        mode,
+        "CREATE DATABASE agledger_restoretest_20261128_000000_dead",
+    );
+    std::fs::create_dir_all(sb.path("backups/.opshost-restoretest-dead/x")).expect("staging");
+    assert!(databases(mode).contains(&"agledger_restoretest_20261128_000000_dead".to_string()));
+
+    let out = restore(&sb, &["--test"]);
+    assert_eq!(out.code, OK, "{}", out.combined());
+    assert!(
+        out.combined()
+            .contains("left by a restore test that did not finish"),
+        "{}",
+        out.combined()
+    );
+    untouched.check(&sb, "restore --test after a killed one");
+    assert!(!sb.path("backups/.opshost-restoretest-dead").exists());
+}

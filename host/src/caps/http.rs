@@ -406,6 +406,33 @@ mod tests {
     }
 
     #[test]
+    fn the_operators_token_is_read_from_its_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("platform-key");
+        let resource = |path: Option<std::path::PathBuf>| crate::config::HttpResource {
+            url: base(),
+            bearer_token_file: path,
+        };
+        assert!(configured_authorization("api", &resource(None))
+            .expect("none")
+            .is_none());
+        std::fs::write(&file, "agl_0123456789abcdef\n").expect("write");
+        let value = configured_authorization("api", &resource(Some(file.clone())))
+            .expect("read")
+            .expect("some");
+        assert_eq!(
+            value.to_str().expect("ascii"),
+            "Bearer agl_0123456789abcdef"
+        );
+        assert!(value.is_sensitive());
+        std::fs::write(&file, "two tokens\n").expect("write");
+        assert!(configured_authorization("api", &resource(Some(file.clone()))).is_err());
+        std::fs::remove_file(&file).expect("rm");
+        let err = configured_authorization("api", &resource(Some(file))).expect_err("missing");
+        assert!(err.to_string().contains("bearer_token_file"), "{err}");
+    }
+
+    #[test]
     fn hop_headers_are_refused() {
         assert!(headers(&[("Host".into(), "evil".into())]).is_err());
         assert!(headers(&[("X-Ok".into(), "1".into())]).is_ok());

@@ -14,18 +14,29 @@
 //!
 //! A journal in the backup directory records the phase, so a restore that
 //! was killed is found by the next run and undone with `--recover`.
+//!
+//! `--test` is the monthly restore test: steps 1 and 3 into a scratch
+//! database, the result recorded, the scratch database dropped; the
+//! deployment itself is never touched (see `drill`).
 
+mod drill;
 mod journal;
 mod operation;
 
 pub const USAGE: &str = "usage: opshost run restore.wasm -- BACKUP [--yes] [--keep-previous] [--jobs N] [--allow-broken-vault]
        opshost run restore.wasm -- --recover
+       opshost run restore.wasm -- --test [BACKUP]
   BACKUP                backup-YYYY-MM-DD-HHMMSS.tar.gz in the backup directory ([dir.backups])
   --yes                 do not ask (also: opshost run --yes); without a terminal, --yes is required
   --keep-previous       keep the replaced database as agledger_previous_<ts> instead of dropping it
   --jobs N              parallel pg_restore jobs (default 2; the bundled database's container restores in one stream)
   --allow-broken-vault  swap in a backup whose vault chains are broken (they are reported)
-  --recover             undo a restore that was interrupted (the next run finds it and says so)";
+  --recover             undo a restore that was interrupted (the next run finds it and says so)
+  --test                the restore test (monthly, from cron): restore BACKUP (default: the newest) into a
+                        scratch database beside the live one, verify tables, row counts and every vault
+                        chain, record the result in restore-tests.ndjson in the backup directory, drop the
+                        scratch database. Never stops or changes the running deployment. Exit 0 passed,
+                        6 broken vault chains, 1 the backup could not be restored or verified";
 
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Options {
@@ -35,6 +46,7 @@ pub struct Options {
     pub jobs: u32,
     pub allow_broken_vault: bool,
     pub recover: bool,
+    pub test: bool,
     pub help: bool,
 }
 
@@ -50,6 +62,7 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
             "--keep-previous" => opts.keep_previous = true,
             "--allow-broken-vault" => opts.allow_broken_vault = true,
             "--recover" => opts.recover = true,
+            "--test" => opts.test = true,
             "--help" | "-h" => opts.help = true,
             "--jobs" | "-j" => {
                 let value = it.next().ok_or("--jobs needs a number")?;
@@ -68,6 +81,13 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
     }
     if opts.help {
         return Ok(opts);
+    }
+    if opts.test {
+        return if opts.recover || opts.keep_previous || opts.allow_broken_vault {
+            Err("--test restores into a scratch database and changes nothing: it takes only BACKUP and --jobs".into())
+        } else {
+            Ok(opts)
+        };
     }
     match (&opts.backup, opts.recover) {
         (None, false) => {
@@ -101,5 +121,12 @@ mod tests {
         assert!(p(&["a", "--jobs", "0"]).is_err());
         assert!(p(&["a", "--force"]).is_err());
         assert!(p(&["a", "--recover"]).is_err());
+        assert!(p(&["--test"]).expect("newest").test);
+        assert_eq!(
+            p(&["--test", "b.tar.gz"]).expect("named").backup.as_deref(),
+            Some("b.tar.gz")
+        );
+        assert!(p(&["--test", "--recover"]).is_err());
+        assert!(p(&["--test", "--keep-previous"]).is_err());
     }
 }

@@ -40,10 +40,15 @@ impl opshost_sdk::Operation for Restore {
             &dir,
             if opts.recover {
                 "restore --recover"
+            } else if opts.test {
+                "restore --test"
             } else {
                 "restore"
             },
         )?;
+        if opts.test {
+            return crate::drill::run(&dir, opts.backup.as_deref(), opts.jobs);
+        }
         match (RUNBOOK.interrupted(&dir)?, opts.recover) {
             (Some(interrupted), true) => recover(&dir, interrupted),
             (Some(interrupted), false) => Err(fail(format!(
