@@ -1,0 +1,215 @@
+//! Values of keys whose name says "secret": `*PASSWORD*`, `*SECRET*`,
+//! `*TOKEN*`, `*KEY*`, `*SIGNING*`, `*AUTH*`, `*CREDENTIAL*`, `*LICENSE*`
+//! (any case) in .env lines (`export`, quotes, commented out), JSON (also
+//! escaped JSON inside JSON), YAML, logfmt and HTTP headers.
+//!
+//! Kept: values that are paths (`*_FILE=/run/secrets/x`), numbers and
+//! durations, versions, booleans, `${VAR}` references, empty values, and keys
+//! whose last word names a setting rather than a secret (`*_FILE`, `*_PATH`,
+//! `*_MODE`, `*_TTL`, `*_ID`, `*_URL`, ...; a password inside a URL is the URL
+//! redactor's job). For the weaker words (key, token, auth, signing, license)
+//! a plain lowercase word (`AUTH_PROVIDER=oidc`) or an upper-case name with
+//! underscores (`"key": "API_KEY_SECRET"`) is a setting too; for password,
+//! secret, credential, passphrase and private it never is.
+use regex::bytes::Regex;
+
+use super::{Detector, RuleId, Span};
+
+pub(crate) const KEYWORDS: &[&str] = &[
+    "passw",
+    "pwd",
+    "passphrase",
+    "secret",
+    "token",
+    "key",
+    "signing",
+    "auth",
+    "credential",
+    "license",
+    "private",
+    "cookie",
+];
+
+const STRONG: &[&str] = &[
+    "passw",
+    "pwd",
+    "passphrase",
+    "secret",
+    "credential",
+    "private",
+];
+
+/// Last word of a key that makes it a setting, compared on the key lowercased
+/// with `_ - .` removed (so `keyFile`, `KEY_FILE` and `key-file` agree).
+const SETTING_SUFFIXES: &[&str] = &[
+    "file",
+    "path",
+    "dir",
+    "mode",
+    "ttl",
+    "timeout",
+    "enabled",
+    "type",
+    "algorithm",
+    "alg",
+    "id",
+    "ids",
+    "name",
+    "user",
+    "username",
+    "header",
+    "issuer",
+    "audience",
+    "length",
+    "size",
+    "days",
+    "interval",
+    "version",
+    "count",
+    "format",
+    "provider",
+    "endpoint",
+    "host",
+    "port",
+    "url",
+    "uri",
+    "expiry",
+    "expires",
+    "expiresat",
+    "expiresin",
+    "scope",
+    "scopes",
+    "method",
+    "strategy",
+    "policy",
+    "rotation",
+    "location",
+    "store",
+    "backend",
+];
+
+/// Keys that contain a keyword but are not about secrets.
+const NOT_SECRET_KEYS: &[&str] = &[
+    "author",
+    "authors",
+    "authority",
+    "authorized",
+    "authenticated",
+    "keyboard",
+    "keyspace",
+    "keyword",
+    "keywords",
+    "tokens",
+    "keys",
+    "monkey",
+    "donkey",
+    "turkey",
+    "hockey",
+];
+
+pub(crate) struct KeyName {
+    rule: RuleId,
+    re: Regex,
+    number: Regex,
+    version: Regex,
+    env_ref: Regex,
+    lower_word: Regex,
+    caps_name: Regex,
+}
+
+impl KeyName {
+    pub(crate) fn new(rule: RuleId) -> Result<KeyName, String> {
+        let re = |s: &str| Regex::new(s).map_err(|e| format!("key-name rule: {e}"));
+        Ok(KeyName {
+            rule,
+            re: re(concat!(
+                r#"(?i)(?P<key>[a-z0-9_.\-]*(?:passw(?:or)?d|pwd|passphrase|secret|token|key|signing|auth|credential|license|private|cookie)[a-z0-9_.\-]*)"#,
+                r#"(?:\\?["'])?[ \t]*(?:=|:|=>)[ \t]*"#,
+                r#"(?:\\"(?P<v1>(?:[^"\\]|\\[^"])*)\\"|"(?P<v2>(?:[^"\\]|\\.)*)"|'(?P<v3>[^']*)'"#,
+                r#"|(?P<v4>(?:(?:bearer|basic|token|digest)[ \t]+)?[^\s"',;{}\[\]()<>\\]+))"#,
+            ))?,
+            number: re(r"^-?[0-9]+(?:\.[0-9]+)?(?i:ms|s|m|h|d|w|kb|mb|gb|k|%)?$")?,
+            version: re(r"^v?[0-9]+(?:\.[0-9]+)+(?:[-+][0-9A-Za-z.\-]+)?$")?,
+            env_ref: re(r"^(?:\$\{?[A-Za-z_][A-Za-z0-9_]*(?::?-[^}]*)?\}?|%[A-Za-z_]+%)$")?,
+            lower_word: re(r"^[a-z]+(?:[-_ ][a-z]+)*$")?,
+            caps_name: re(r"^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+$")?,
+        })
+    }
+
+    fn keep(&self, key: &[u8], value: &[u8]) -> bool {
+        let key: String = String::from_utf8_lossy(key)
+            .to_ascii_lowercase()
+            .chars()
+            .filter(|c| !matches!(c, '_' | '-' | '.'))
+            .collect();
+        if value.is_empty() || value.starts_with(b"[REDACTED") || value == b"|" || value == b">" {
+            return true;
+        }
+        if NOT_SECRET_KEYS.contains(&key.as_str()) {
+            return true;
+        }
+        if SETTING_SUFFIXES.iter().any(|s| key.ends_with(s)) {
+            // ...unless the key's last word is itself a keyword (`TOKEN_ID_TOKEN`).
+            let last_is_keyword = KEYWORDS.iter().any(|k| key.ends_with(k));
+            if !last_is_keyword {
+                return true;
+            }
+        }
+        let lower = value.to_ascii_lowercase();
+        if matches!(
+            lower.as_slice(),
+            b"true"
+                | b"false"
+                | b"yes"
+                | b"no"
+                | b"on"
+                | b"off"
+                | b"null"
+                | b"none"
+                | b"nil"
+                | b"enabled"
+                | b"disabled"
+                | b"required"
+                | b"optional"
+        ) {
+            return true;
+        }
+        if self.number.is_match(value)
+            || self.version.is_match(value)
+            || self.env_ref.is_match(value)
+        {
+            return true;
+        }
+        if value.starts_with(b"/")
+            || value.starts_with(b"./")
+            || value.starts_with(b"../")
+            || value.starts_with(b"~/")
+            || value.starts_with(b"file:")
+        {
+            return true;
+        }
+        let strong = STRONG.iter().any(|s| key.contains(s));
+        !strong && (self.lower_word.is_match(value) || self.caps_name.is_match(value))
+    }
+}
+
+impl Detector for KeyName {
+    fn find(&self, text: &[u8], out: &mut Vec<Span>) {
+        for caps in self.re.captures_iter(text) {
+            let (Some(key), Some(value)) = (
+                caps.name("key"),
+                ["v1", "v2", "v3", "v4"].iter().find_map(|g| caps.name(g)),
+            ) else {
+                continue;
+            };
+            if self.keep(key.as_bytes(), value.as_bytes()) {
+                continue;
+            }
+            out.push(Span {
+                start: value.start(),
+                end: value.end(),
+                rule: self.rule,
+            });
+        }
+    }
+}

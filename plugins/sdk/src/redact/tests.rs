@@ -1,0 +1,95 @@
+use super::*;
+
+fn redact_one(text: &str) -> String {
+    let rules = RuleSet::builtin().expect("builtin rules");
+    let mut r = Redactor::new(&rules);
+    r.learn("f", text.as_bytes());
+    match r.redact("f", text.as_bytes()) {
+        Redacted::Text(t) => String::from_utf8(t).expect("utf8"),
+        Redacted::Binary => panic!("binary"),
+    }
+}
+
+#[test]
+fn every_builtin_regex_compiles() {
+    let mut bad = Vec::new();
+    for rule in rules::gitleaks().expect("tsv parses") {
+        if let Err(e) = regex::bytes::RegexBuilder::new(rule.regex)
+            .size_limit(50 << 20)
+            .build()
+        {
+            bad.push(format!("{}: {e}", rule.name));
+        }
+    }
+    for (name, _, re) in rules::OWN {
+        if let Err(e) = regex::bytes::Regex::new(re) {
+            bad.push(format!("{name}: {e}"));
+        }
+    }
+    assert!(bad.is_empty(), "{bad:#?}");
+}
+
+#[test]
+fn env_values_by_key_name() {
+    let out = redact_one("export API_KEY_SECRET=abcdef0123456789abcdef0123456789\nPOSTGRES_PASSWORD=\"hunter2hunter\"  # db\nPASSWORD_FILE=/run/secrets/pw\nAGLEDGER_VERSION=1.3.2\n# AGLEDGER_LICENSE_MODE=offline\nTOKEN_TTL=3600\n");
+    assert!(!out.contains("abcdef0123456789"), "{out}");
+    assert!(!out.contains("hunter2hunter"), "{out}");
+    assert!(out.contains("PASSWORD_FILE=/run/secrets/pw"), "{out}");
+    assert!(out.contains("AGLEDGER_VERSION=1.3.2"), "{out}");
+    assert!(out.contains("AGLEDGER_LICENSE_MODE=offline"), "{out}");
+    assert!(out.contains("TOKEN_TTL=3600"), "{out}");
+}
+
+#[test]
+fn url_password_with_at_and_colon() {
+    let out = redact_one(
+        "DATABASE_URL=postgres://agledger:p@ss:w0rd@db.internal:5432/agledger?sslmode=require\n",
+    );
+    assert!(!out.contains("p@ss:w0rd"), "{out}");
+    assert!(!out.contains("ss:w0rd"), "{out}");
+    assert!(
+        out.contains("@db.internal:5432/agledger?sslmode=require"),
+        "{out}"
+    );
+}
+
+#[test]
+fn merge_joins_overlaps() {
+    let s = |start, end| Span {
+        start,
+        end,
+        rule: 0,
+    };
+    assert_eq!(
+        merge(vec![s(5, 9), s(0, 6), s(20, 22)]),
+        vec![s(0, 9), s(20, 22)]
+    );
+}
+
+#[test]
+fn operator_rules() {
+    let rules = RuleSet::builtin()
+        .expect("builtin")
+        .with_operator_rules(
+            &["corp-internal-42".into()],
+            &[("ticket".into(), r"TICKET-([0-9]{5})".into())],
+        )
+        .expect("operator rules");
+    let mut r = Redactor::new(&rules);
+    let Redacted::Text(out) = r.redact("a.log", b"see corp-internal-42 and TICKET-12345\n") else {
+        panic!()
+    };
+    let out = String::from_utf8(out).expect("utf8");
+    assert_eq!(
+        out,
+        "see [REDACTED:operator-literal] and TICKET-[REDACTED:ticket]\n"
+    );
+    assert!(RuleSet::builtin()
+        .expect("b")
+        .with_operator_rules(&["ab".into()], &[])
+        .is_err());
+    assert!(RuleSet::builtin()
+        .expect("b")
+        .with_operator_rules(&[], &[("x".into(), "(".into())])
+        .is_err());
+}
