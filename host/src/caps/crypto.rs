@@ -1,12 +1,54 @@
 //! crypto: Ed25519 verification for plugins that check signatures by the
 //! thousand (vault-scan, restore's verification). Natively and spread over
 //! the cores, it is many times faster than the same code inside wasm.
-//! Pure computation: always linked, no grant, not audited per call.
+//! And secrets for rotations: bytes from the OS's CSPRNG (getrandom), and
+//! Ed25519 keys made from them, so no secret depends on a guest's RNG.
+//! Pure computation: always linked, no grant. Verification is not audited
+//! per call; secret-making is, by size only (never the bytes).
 
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 
 use super::bindings::opshost::plugin::crypto::{Ed25519Check, Host};
+use super::CapError;
 use crate::runtime::HostState;
+
+/// The most random bytes one call returns: secrets are small; a plugin
+/// asking for more is mistaken, not short of entropy.
+const MAX_RANDOM: u32 = 1024;
+
+/// RFC 8410 PKCS#8 v1 for Ed25519: SEQUENCE { INTEGER 0, SEQUENCE { OID
+/// 1.3.101.112 }, OCTET STRING { OCTET STRING (32 bytes) } }. Everything
+/// but the seed is fixed, so the document is this prefix and the seed.
+const PKCS8_ED25519_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+fn random(len: u32) -> Result<Vec<u8>, CapError> {
+    if len > MAX_RANDOM {
+        return Err(CapError::Invalid(format!(
+            "random-bytes: {len} bytes asked, at most {MAX_RANDOM} per call"
+        )));
+    }
+    let mut bytes = vec![0u8; len as usize];
+    getrandom::getrandom(&mut bytes).map_err(|e| {
+        CapError::Failed(format!("the operating system's secure random source failed: {e}"))
+    })?;
+    Ok(bytes)
+}
+
+fn ed25519_pkcs8() -> Result<Vec<u8>, CapError> {
+    let seed = random(32)?;
+    // Proves the seed makes a key (any 32 bytes do; this keeps it honest
+    // should the encoding ever change).
+    let seed_array: [u8; 32] = seed
+        .as_slice()
+        .try_into()
+        .map_err(|_| CapError::Failed("the random source gave a short seed".into()))?;
+    let _ = ed25519_dalek::SigningKey::from_bytes(&seed_array);
+    let mut der = PKCS8_ED25519_PREFIX.to_vec();
+    der.extend_from_slice(&seed);
+    Ok(der)
+}
 
 fn verify(check: &Ed25519Check) -> bool {
     let Ok(key) = <[u8; 32]>::try_from(check.public_key.as_slice()) else {
@@ -69,6 +111,22 @@ impl Host for HostState {
         let verified = tokio::task::spawn_blocking(move || verify_all(&checks)).await?;
         Ok(verified)
     }
+
+    async fn random_bytes(&mut self, len: u32) -> Result<Vec<u8>, CapError> {
+        let call = self
+            .run
+            .call("crypto", "", "random-bytes")
+            .detail(format!("{len} bytes"));
+        call.finish(random(len))
+    }
+
+    async fn generate_ed25519(&mut self) -> Result<Vec<u8>, CapError> {
+        let call = self
+            .run
+            .call("crypto", "", "generate-ed25519")
+            .detail("PKCS#8 v1, 48 bytes");
+        call.finish(ed25519_pkcs8())
+    }
 }
 
 #[cfg(test)]
@@ -105,5 +163,23 @@ mod tests {
             signature: vec![],
         };
         assert_eq!(verify_all(&[short]), vec![false]);
+    }
+
+    #[test]
+    fn random_is_capped_and_differs() {
+        assert!(matches!(random(MAX_RANDOM + 1), Err(CapError::Invalid(_))));
+        let (a, b) = (random(32).unwrap(), random(32).unwrap());
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn generated_keys_are_pkcs8_that_dalek_reads() {
+        use ed25519_dalek::pkcs8::DecodePrivateKey;
+        let der = ed25519_pkcs8().unwrap();
+        assert_eq!(der.len(), 48);
+        let key = SigningKey::from_pkcs8_der(&der).expect("PKCS#8 v1");
+        assert_eq!(key.to_bytes().as_slice(), &der[16..]);
+        assert_ne!(ed25519_pkcs8().unwrap(), der);
     }
 }

@@ -25,6 +25,10 @@ pub enum Change {
     /// Comment out every live declaration of the key (its `export` form
     /// too); nothing when there is none.
     CommentOut(String),
+    /// Delete every live declaration of the key, its whole line with its
+    /// line ending (a secret must not stay behind as a comment); nothing
+    /// when there is none. Comments naming the key are left alone.
+    Remove(String),
 }
 
 impl EnvFile {
@@ -92,6 +96,13 @@ impl EnvFile {
                 Change::CommentOut(key) => {
                     for entry in doc.get_all(key) {
                         edits.push(Edit::Comment {
+                            item: entry.item_id(),
+                        });
+                    }
+                }
+                Change::Remove(key) => {
+                    for entry in doc.get_all(key) {
+                        edits.push(Edit::Remove {
                             item: entry.item_id(),
                         });
                     }
@@ -180,5 +191,62 @@ mod tests {
             Some("r@sha256:ab")
         );
         assert_eq!(reread.get("A").as_deref(), Some("1"));
+    }
+
+    fn remove(k: &str) -> Change {
+        Change::Remove(k.into())
+    }
+
+    /// A rotation appends a key, then deletes it: every other byte is as
+    /// before, whatever the file's style (CRLF, export, quotes, comments).
+    #[test]
+    fn a_key_set_then_removed_leaves_the_file_as_it_was() {
+        for text in [
+            "# secrets\nAPI_KEY_SECRET=aa   # rotate me\nX='keep me'\n",
+            "export API_KEY_SECRET=\"aa\"\r\n\r\n# K=v\r\nY=1\r\n",
+            "API_KEY_SECRET='aa'\n# API_KEY_SECRET_PREVIOUS=old\n",
+        ] {
+            let env = EnvFile::parse(text.as_bytes(), ".env").unwrap();
+            let during = env
+                .edited(&[
+                    set("API_KEY_SECRET_PREVIOUS", "aa"),
+                    set("API_KEY_SECRET", "bb"),
+                ])
+                .unwrap();
+            let mid = EnvFile::parse(during.as_bytes(), ".env").unwrap();
+            assert_eq!(mid.get("API_KEY_SECRET").as_deref(), Some("bb"));
+            assert_eq!(mid.get("API_KEY_SECRET_PREVIOUS").as_deref(), Some("aa"));
+            let after = mid
+                .edited(&[
+                    remove("API_KEY_SECRET_PREVIOUS"),
+                    set("API_KEY_SECRET", "aa"),
+                ])
+                .unwrap();
+            assert_eq!(after, text, "from {during:?}");
+            assert!(!after.contains("API_KEY_SECRET_PREVIOUS=aa"));
+        }
+    }
+
+    #[test]
+    fn remove_deletes_every_live_line_and_nothing_else() {
+        let text = "A=1\nexport S=x\n# S=old\nS=y  # again\nB=2\n";
+        let env = EnvFile::parse(text.as_bytes(), ".env").unwrap();
+        assert_eq!(env.edited(&[remove("S")]).unwrap(), "A=1\n# S=old\nB=2\n");
+        assert_eq!(env.edited(&[remove("NONE")]).unwrap(), text);
+    }
+
+    /// Secrets as the rotations write them (hex, base64 with `+/=`) need
+    /// no quotes: compose v1 and v2 and `--env-file` read them alike.
+    #[test]
+    fn hex_and_base64_values_are_written_bare_and_read_back() {
+        let b64 = "MC4CAQAwBQYDK2VwBCIEIP+/a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p6q7r8s9t0==";
+        let env = EnvFile::parse(b"A=1\n", ".env").unwrap();
+        let new = env
+            .edited(&[set("K", b64), set("H", &"ab".repeat(32))])
+            .unwrap();
+        assert!(new.contains(&format!("\nK={b64}\n")), "{new}");
+        let back = EnvFile::parse(new.as_bytes(), ".env").unwrap();
+        assert_eq!(back.get("K").as_deref(), Some(b64));
+        assert_eq!(back.get("H"), Some("ab".repeat(32)));
     }
 }

@@ -35,6 +35,7 @@ pub mod manifest;
 pub mod redact;
 pub mod report;
 pub mod runbook;
+pub mod secure;
 
 pub use bindings::opshost::plugin::types::{Error, Outcome};
 pub use bindings::opshost::plugin::{container, crypto, db, fs, http, progress};
