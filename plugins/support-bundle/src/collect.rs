@@ -161,15 +161,17 @@ pub fn included(c: &mut Collection, dir: &Dir, paths: &[String]) -> Result<()> {
 fn walk(c: &mut Collection, dir: &Dir, path: &str, prefix: &str, counted: bool) -> Result<()> {
     let mut pending = vec![path.to_string()];
     while let Some(next) = pending.pop() {
-        let mut entries = dir.list(&next).context(format!("listing {prefix}/{next}"))?;
+        let mut entries = dir
+            .list(&next)
+            .context(format!("listing {prefix}/{next}"))?;
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         for e in entries {
             let target = format!("{prefix}/{}", e.name.trim_start_matches("./"));
             match e.kind {
                 EntryKind::Directory => pending.push(e.name),
-                EntryKind::File if c.items.len() >= MAX_FILES => {
-                    c.left_out.push((target, format!("more than {MAX_FILES} files")))
-                }
+                EntryKind::File if c.items.len() >= MAX_FILES => c
+                    .left_out
+                    .push((target, format!("more than {MAX_FILES} files"))),
                 EntryKind::File => file(c, dir, &e.name, &target, e.size, counted),
                 // A link could lead anywhere the operator did not mean.
                 EntryKind::Symlink => c.left_out.push((target, "a symbolic link".into())),
@@ -182,8 +184,10 @@ fn walk(c: &mut Collection, dir: &Dir, path: &str, prefix: &str, counted: bool) 
 
 fn file(c: &mut Collection, dir: &Dir, path: &str, target: &str, size: u64, counted: bool) {
     if size > MAX_FILE {
-        c.left_out
-            .push((target.into(), format!("{size} bytes, over the {MAX_FILE}-byte limit")));
+        c.left_out.push((
+            target.into(),
+            format!("{size} bytes, over the {MAX_FILE}-byte limit"),
+        ));
         return;
     }
     if counted && c.included_bytes + size > MAX_INCLUDED {
@@ -204,9 +208,12 @@ fn file(c: &mut Collection, dir: &Dir, path: &str, target: &str, size: u64, coun
     }
 }
 
-pub fn read_all(reader: opshost_sdk::bindings::opshost::plugin::types::Reader) -> Result<Vec<u8>, String> {
+pub fn read_all(
+    reader: opshost_sdk::bindings::opshost::plugin::types::Reader,
+) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
-    std::io::Read::read_to_end(&mut ReadStream::new(reader), &mut out).map_err(|e| e.to_string())?;
+    std::io::Read::read_to_end(&mut ReadStream::new(reader), &mut out)
+        .map_err(|e| e.to_string())?;
     Ok(out)
 }
 

@@ -55,7 +55,10 @@ pub fn collect(c: &mut Collection) -> Result<()> {
     c.add("database/row-counts.json", pretty(&Value::Object(counts)));
 
     // The product's migration table; absent before the first migrate.
-    match conn.query("SELECT id, name, applied_at FROM _migrations ORDER BY id", &[]) {
+    match conn.query(
+        "SELECT id, name, applied_at FROM _migrations ORDER BY id",
+        &[],
+    ) {
         Ok(rows) => {
             let applied: Vec<Value> = rows
                 .rows

@@ -22,7 +22,8 @@ mod redaction;
 mod rules;
 
 /// Usage, shown for `--help` and with argument errors.
-pub const USAGE: &str = "usage: opshost run support-bundle.wasm -- [--dry-run] [--include PATH]... [--rules PATH]
+pub const USAGE: &str =
+    "usage: opshost run support-bundle.wasm -- [--dry-run] [--include PATH]... [--rules PATH]
   --dry-run        collect and redact, then list what the bundle would hold and the
                    redaction report; writes nothing
   --include PATH   also collect this file or directory (walked) of [dir.support], redacted
@@ -36,7 +37,8 @@ pub const USAGE: &str = "usage: opshost run support-bundle.wasm -- [--dry-run] [
 The bundle, support-bundle-YYYY-MM-DD-HHMMSS.tar.gz (UTC, mode 0600), is written into
 [dir.bundles]. Binary files and nested archives are left out (listed in the report),
 never copied unredacted. Exit codes: 0 bundle complete, 6 bundle written but a part
-could not be collected (see collection.json in it), 2 bad arguments, 3 a grant is missing.";
+could not be collected (see collection.json in it), 1 failed or a bad argument
+(the message names it), 3 a grant is missing.";
 
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Options {
@@ -65,7 +67,9 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
         };
         match flag {
             "--dry-run" => opts.dry_run = true,
-            "--include" => opts.include.push(relative(&value("a path in [dir.support]")?)?),
+            "--include" => opts
+                .include
+                .push(relative(&value("a path in [dir.support]")?)?),
             "--rules" => {
                 if opts.rules.is_some() {
                     return Err("--rules may be given once (put every rule in one file)".into());
@@ -90,7 +94,11 @@ fn relative(path: &str) -> Result<String, String> {
     if trimmed.split('/').any(|p| p == "..") {
         return Err(format!("{path:?} leaves [dir.support] (..)"));
     }
-    Ok(if trimmed.is_empty() { ".".into() } else { trimmed.to_string() })
+    Ok(if trimmed.is_empty() {
+        ".".into()
+    } else {
+        trimmed.to_string()
+    })
 }
 
 #[cfg(test)]
@@ -104,20 +112,34 @@ mod tests {
     #[test]
     fn flags_and_their_values() {
         assert_eq!(p(&[]), Ok(Options::default()));
-        let o = p(&["--dry-run", "--include", "logs/", "--include=etc/app.conf", "--rules", "r.toml"])
-            .expect("valid");
+        let o = p(&[
+            "--dry-run",
+            "--include",
+            "logs/",
+            "--include=etc/app.conf",
+            "--rules",
+            "r.toml",
+        ])
+        .expect("valid");
         assert!(o.dry_run);
         assert_eq!(o.include, vec!["logs", "etc/app.conf"]);
         assert_eq!(o.rules.as_deref(), Some("r.toml"));
-        assert_eq!(p(&["--include", "."]).map(|o| o.include), Ok(vec![".".to_string()]));
+        assert_eq!(
+            p(&["--include", "."]).map(|o| o.include),
+            Ok(vec![".".to_string()])
+        );
     }
 
     #[test]
     fn bad_arguments_say_what_to_do() {
         assert!(p(&["--include"]).unwrap_err().contains("needs"));
-        assert!(p(&["--include", "/etc/passwd"]).unwrap_err().contains("absolute"));
+        assert!(p(&["--include", "/etc/passwd"])
+            .unwrap_err()
+            .contains("absolute"));
         assert!(p(&["--include", "a/../../b"]).unwrap_err().contains(".."));
-        assert!(p(&["--rules", "a", "--rules", "b"]).unwrap_err().contains("once"));
+        assert!(p(&["--rules", "a", "--rules", "b"])
+            .unwrap_err()
+            .contains("once"));
         assert!(p(&["--out", "x"]).unwrap_err().contains("unknown"));
     }
 }

@@ -136,7 +136,10 @@ impl opshost_sdk::Operation for SupportBundle {
             .into_iter()
             .map(|(p, b)| (format!("{root}/{p}"), MemberSource::Bytes(b)))
             .collect();
-        members.push((format!("{root}/{REPORT_JSON}"), MemberSource::Bytes(report_json)));
+        members.push((
+            format!("{root}/{REPORT_JSON}"),
+            MemberSource::Bytes(report_json),
+        ));
         members.push((
             format!("{root}/{REPORT_TEXT}"),
             MemberSource::Bytes(report_text.into_bytes()),

@@ -33,7 +33,10 @@ pub fn run(rules: &RuleSet, items: Vec<Item>) -> Outcome {
             Redacted::Text(bytes) => members.push((item.path, bytes)),
             Redacted::Binary => left_out.push((
                 item.path,
-                format!("binary ({} bytes): left out, not copied unredacted", item.bytes.len()),
+                format!(
+                    "binary ({} bytes): left out, not copied unredacted",
+                    item.bytes.len()
+                ),
             )),
         }
     }

@@ -83,7 +83,10 @@ mod tests {
         assert_eq!(r.literals, vec!["acme-internal-token"]);
         assert_eq!(r.regex[0].name, "ticket");
         assert_eq!(r.count(), 2);
-        assert_eq!(OperatorRules::parse("", "r.toml").expect("empty").count(), 0);
+        assert_eq!(
+            OperatorRules::parse("", "r.toml").expect("empty").count(),
+            0
+        );
     }
 
     #[test]
