@@ -49,6 +49,9 @@ pub struct Target {
     /// function or operator a plugin planted in `public` (or in a schema
     /// named after the login) must never run with the host's login.
     pub for_plugin: bool,
+    /// `sslrootcert` of the URL, whatever the sslmode (the doctor's TLS
+    /// probe verifies against it even where the session does not).
+    pub root_cert: Option<std::path::PathBuf>,
 }
 
 impl Target {
@@ -217,11 +220,11 @@ pub fn resolve(
         "prefer" => Tls::Encrypt { required: false },
         "require" => Tls::Encrypt { required: true },
         "verify-ca" => Tls::Verify {
-            root_cert,
+            root_cert: root_cert.clone(),
             host_name: false,
         },
         "verify-full" => Tls::Verify {
-            root_cert,
+            root_cert: root_cert.clone(),
             host_name: true,
         },
         other => {
@@ -241,10 +244,11 @@ pub fn resolve(
         sslmode,
         settings: Vec::new(),
         for_plugin: false,
+        root_cert,
     })
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+pub(super) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -325,7 +329,7 @@ fn client_config(tls: &Tls) -> anyhow::Result<ClientConfig> {
 }
 
 /// PEM certificates without another dependency: base64 between the markers.
-fn rustls_pemfile_certs(pem: &[u8]) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+pub(super) fn rustls_pemfile_certs(pem: &[u8]) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     use rustls::pki_types::pem::PemObject;
     CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
@@ -334,7 +338,7 @@ fn rustls_pemfile_certs(pem: &[u8]) -> anyhow::Result<Vec<CertificateDer<'static
 
 /// The rustls connector for an encrypting `sslmode`: sessions and cancel
 /// requests go through the same checks.
-fn connector(tls: &Tls) -> Result<tokio_postgres_rustls::MakeRustlsConnect, CapError> {
+pub(super) fn connector(tls: &Tls) -> Result<tokio_postgres_rustls::MakeRustlsConnect, CapError> {
     let config = client_config(tls).map_err(|e| CapError::Failed(format!("TLS setup: {e:#}")))?;
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }

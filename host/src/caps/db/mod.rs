@@ -9,7 +9,9 @@
 
 mod connect;
 mod gate;
+mod probe;
 mod roles;
+mod tls_probe;
 mod tools;
 mod values;
 
@@ -696,6 +698,31 @@ impl wit::Host for HostState {
                 .await
                 .map_err(|e| pg_error(&name, e))?;
             Ok(u32::try_from(row.get::<_, i64>(0)).unwrap_or(u32::MAX))
+        }
+        .await;
+        call.finish(result)
+    }
+
+    async fn probe_session(&mut self, name: String) -> Result<wit::SessionProbe, CapError> {
+        let call = self.run.call("db", &name, "probe-session");
+        let run = self.run.clone();
+        let result = async {
+            run.db_level(&name, DbLevel::Read, "probe the session")?;
+            // The product's own URL (DATABASE_URL), whatever the grant.
+            let (target, _) = run.db_target(&name, DbLevel::Read).await?;
+            probe::session(&target).await
+        }
+        .await;
+        call.finish(result)
+    }
+
+    async fn probe_tls(&mut self, name: String) -> Result<wit::TlsProbe, CapError> {
+        let call = self.run.call("db", &name, "probe-tls");
+        let run = self.run.clone();
+        let result = async {
+            run.db_level(&name, DbLevel::Read, "probe the database's TLS")?;
+            let (target, _) = run.db_target(&name, DbLevel::Read).await?;
+            tls_probe::tls(&target).await
         }
         .await;
         call.finish(result)
