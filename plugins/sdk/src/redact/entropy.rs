@@ -17,7 +17,9 @@ const fn token_table() -> [bool; 256] {
     let mut b = 0;
     while b < 256 {
         let c = b as u8;
-        t[b] = c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=' | b'_' | b'-');
+        // '=' only as trailing padding (below): inside a token it is the
+        // `KEY=value` separator, and the key name must stay.
+        t[b] = c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'_' | b'-');
         b += 1;
     }
     t
@@ -40,6 +42,11 @@ impl Detector for Entropy {
             let start = i;
             while i < n && TOKEN[text[i] as usize] {
                 i += 1;
+            }
+            let mut pad = 0;
+            while pad < 2 && i < n && text[i] == b'=' {
+                i += 1;
+                pad += 1;
             }
             if i - start >= MIN_LEN {
                 self.token(text, start, i, out);

@@ -10,101 +10,39 @@
 //! redactor's job). For the weaker words (key, token, auth, signing, license)
 //! a plain lowercase word (`AUTH_PROVIDER=oidc`) or an upper-case name with
 //! underscores (`"key": "API_KEY_SECRET"`) is a setting too; for password,
-//! secret, credential, passphrase and private it never is.
+//! secret, credential and passphrase it never is.
 use regex::bytes::Regex;
 
 use super::{Detector, RuleId, Span};
 
+#[rustfmt::skip]
 pub(crate) const KEYWORDS: &[&str] = &[
-    "passw",
-    "pwd",
-    "passphrase",
-    "secret",
-    "token",
-    "key",
-    "signing",
-    "auth",
-    "credential",
-    "license",
-    "private",
-    "cookie",
+    "passw", "pwd", "passphrase", "secret", "token", "key", "signing", "auth", "credential",
+    "license", "private", "cookie",
 ];
 
-const STRONG: &[&str] = &[
-    "passw",
-    "pwd",
-    "passphrase",
-    "secret",
-    "credential",
-    "private",
-];
+#[rustfmt::skip]
+const STRONG: &[&str] = &["passw", "pwd", "passphrase", "secret", "credential"];
 
 /// Last word of a key that makes it a setting, compared on the key lowercased
 /// with `_ - .` removed (so `keyFile`, `KEY_FILE` and `key-file` agree).
+#[rustfmt::skip]
 const SETTING_SUFFIXES: &[&str] = &[
-    "file",
-    "path",
-    "dir",
-    "mode",
-    "ttl",
-    "timeout",
-    "enabled",
-    "type",
-    "algorithm",
-    "alg",
-    "id",
-    "ids",
-    "name",
-    "user",
-    "username",
-    "header",
-    "issuer",
-    "audience",
-    "length",
-    "size",
-    "days",
-    "interval",
-    "version",
-    "count",
-    "format",
-    "provider",
-    "endpoint",
-    "host",
-    "port",
-    "url",
-    "uri",
-    "expiry",
-    "expires",
-    "expiresat",
-    "expiresin",
-    "scope",
-    "scopes",
-    "method",
-    "strategy",
-    "policy",
-    "rotation",
-    "location",
-    "store",
-    "backend",
+    "file", "path", "dir", "mode", "ttl", "timeout", "enabled", "type", "algorithm", "alg", "id",
+    "ids", "name", "user", "username", "header", "issuer", "audience", "length", "size", "days",
+    "interval", "version", "count", "format", "provider", "endpoint", "host", "port", "url", "uri",
+    "expiry", "expires", "expiresat", "expiresin", "scope", "scopes", "method", "strategy",
+    "policy", "rotation", "location", "store", "backend",
 ];
 
 /// Keys that contain a keyword but are not about secrets.
+#[rustfmt::skip]
 const NOT_SECRET_KEYS: &[&str] = &[
-    "author",
-    "authors",
-    "authority",
-    "authorized",
-    "authenticated",
-    "keyboard",
-    "keyspace",
-    "keyword",
-    "keywords",
-    "tokens",
-    "keys",
-    "monkey",
-    "donkey",
-    "turkey",
-    "hockey",
+    "author", "authors", "authority", "authorized", "authenticated", "keyboard", "keyspace",
+    "keyword", "keywords", "tokens", "keys", "monkey", "donkey", "turkey", "hockey",
+    // Helm/Kubernetes: these name a Secret object or a key inside it.
+    "existingsecret", "existingsecretkey", "existingsecretpasswordkey", "secretref", "secretkeyref",
+    "passwordsecretkey", "usernamesecretkey",
 ];
 
 pub(crate) struct KeyName {
@@ -202,6 +140,11 @@ impl Detector for KeyName {
             ) else {
                 continue;
             };
+            // `scheme://user:password@host`: the URL redactor's job (the
+            // host stays).
+            if text[..key.start()].ends_with(b"//") {
+                continue;
+            }
             if self.keep(key.as_bytes(), value.as_bytes()) {
                 continue;
             }

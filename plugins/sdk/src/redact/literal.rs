@@ -138,11 +138,11 @@ mod tests {
     fn spellings() {
         let mut s = BTreeSet::new();
         variants(b"p@ss/w\"rd", &mut s);
-        assert!(s.contains(&b"p@ss/w\"rd".to_vec()));
-        assert!(s.contains(&b"p@ss\\/w\\\"rd".to_vec()));
-        assert!(s.contains(&b"p%40ss%2Fw%22rd".to_vec()));
+        assert!(s.contains(b"p@ss/w\"rd".as_slice()));
+        assert!(s.contains(b"p@ss\\/w\\\"rd".as_slice()));
+        assert!(s.contains(b"p%40ss%2Fw%22rd".as_slice()));
         let mut d = BTreeSet::new();
         variants(b"p%40ss%3Aword", &mut d);
-        assert!(d.contains(&b"p@ss:word".to_vec()));
+        assert!(d.contains(b"p@ss:word".as_slice()));
     }
 }

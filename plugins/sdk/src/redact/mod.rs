@@ -169,6 +169,9 @@ impl RuleSet {
         if let Some((s, e)) = line {
             self.run_line(data, s, e, &mut todo, &mut spans);
         }
+        // A marker from an earlier redaction is not a secret (redacting
+        // twice changes nothing, and a marker is never learned).
+        spans.retain(|s| !is_marker(&data[s.start..s.end]));
         spans
     }
 
@@ -358,6 +361,14 @@ impl<'r> Redactor<'r> {
         self.literals = literal::Literals::build(&values);
         self.stale = false;
     }
+}
+
+fn is_marker(v: &[u8]) -> bool {
+    v.starts_with(b"[REDACTED:")
+        && v.ends_with(b"]")
+        && v[10..v.len() - 1]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_'))
 }
 
 /// Sort and join overlapping spans (the earliest, then longest, names it).
