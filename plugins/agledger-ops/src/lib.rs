@@ -6,6 +6,7 @@ pub mod artifact;
 pub mod backup;
 pub mod clock;
 pub mod deployment;
+pub mod doctor;
 pub mod lock;
 pub mod release;
 pub mod restore;

@@ -1,0 +1,77 @@
+//! image-pin: a stale AGLEDGER_IMAGE_PIN. The pin wins over the tag, so a
+//! pin left from an earlier release makes an edited AGLEDGER_VERSION do
+//! nothing, and a pin that is not the image running means the next
+//! recreate changes the release.
+
+use super::{Check, Finding, Settings};
+use crate::deployment::{self as dep, Env, API, CONTAINERS, PIN_KEY, VERSION_KEY};
+use opshost_sdk::{container, Result};
+
+pub const CHECK: Check = Check {
+    name: "image-pin",
+    about: "AGLEDGER_IMAGE_PIN naming an image other than the one running, or of another version than AGLEDGER_VERSION",
+    run,
+};
+
+/// `repo@sha256:<64 hex>`?
+fn is_digest_ref(pin: &str) -> bool {
+    pin.split_once("@sha256:").is_some_and(|(repo, hex)| {
+        !repo.is_empty() && hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())
+    })
+}
+
+fn run(_: &Settings) -> Result<Vec<Finding>> {
+    let env = Env::open()?;
+    let Some(pin) = env.file.value(PIN_KEY).map(|p| p.trim().to_string()) else {
+        return Ok(vec![]);
+    };
+    let fix_pin = format!(
+        "let an upgrade or rollback write the pin (opshost run upgrade.wasm -- VERSION), or comment {PIN_KEY} out \
+         to run the tag {VERSION_KEY} names"
+    );
+    if !is_digest_ref(&pin) {
+        return Ok(vec![Finding::error(
+            format!("{PIN_KEY} is not an image digest reference"),
+            format!("compose/.env sets {PIN_KEY}={pin}; expected REPOSITORY@sha256:<64 hex>"),
+            fix_pin,
+        )]);
+    }
+    let running = container::inspect(CONTAINERS, API)?.image;
+    let version = env.file.value(VERSION_KEY).map(|v| v.trim().to_string());
+    if running == pin {
+        let reported = dep::health_version()?;
+        return Ok(match version {
+            Some(v) if v != "latest" && v != reported => vec![Finding::error(
+                format!("{PIN_KEY} is stale: it runs {reported} while {VERSION_KEY}={v}"),
+                format!(
+                    "agledger-api runs the pinned image {pin}, which reports version {reported} (/health); \
+                     compose/.env says {VERSION_KEY}={v}, but the pin wins over the tag"
+                ),
+                fix_pin,
+            )],
+            _ => vec![],
+        });
+    }
+    Ok(vec![Finding::error(
+        format!("{PIN_KEY} is not the image agledger-api runs"),
+        format!(
+            "compose/.env pins {pin}; agledger-api runs {running}{}: the next recreate (docker compose up -d) \
+             switches to the pinned image",
+            version.map(|v| format!(" ({VERSION_KEY}={v})")).unwrap_or_default()
+        ),
+        fix_pin,
+    )])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn digest_references() {
+        let hex = "a".repeat(64);
+        assert!(super::is_digest_ref(&format!(
+            "127.0.0.1:5000/agledger/agledger@sha256:{hex}"
+        )));
+        assert!(!super::is_digest_ref("agledger/agledger:1.3.2"));
+        assert!(!super::is_digest_ref("@sha256:00"));
+    }
+}
