@@ -1,7 +1,8 @@
 //! upgrade: AGLedger to a newer release, as the vendor's upgrade.sh does
 //! it, plus what the script cannot do: prove the result and undo itself.
 //!
-//! The plan is printed and confirmed; then a runbook (journaled in the
+//! First the doctor's checks (refusing, before any change, on a finding
+//! that would break the upgrade). The plan is printed and confirmed; then a runbook (journaled in the
 //! backup directory, under the deployment lock): pre-upgrade backup (the
 //! rollback point) -> pull and verify both images (signatures are checked
 //! by the host) -> stop the worker -> migrations in a one-off container of
@@ -10,6 +11,7 @@
 //! preflight. A failure undoes the applied steps in reverse (the database
 //! comes back from the rollback point); `--no-auto-rollback` stops instead.
 
+mod doctor;
 mod operation;
 mod steps;
 
@@ -23,6 +25,9 @@ pub const USAGE: &str = "usage: opshost run upgrade.wasm -- VERSION [--yes] [--s
   --keep N            backups kept by the pre-upgrade backup's retention (default 7)
   --recover           undo an upgrade that was interrupted (or stopped by --no-auto-rollback)
   --resume            go on with an interrupted upgrade from the step it was in
+Before anything changes it runs the doctor's checks (as opshost run doctor.wasm does, backups aside) and
+refuses on a finding that would make it fail (a transaction-mode pooler, an API not ready, a database session
+that cannot open, a preflight failure it does not fix itself); other findings are printed as warnings.
 Grants: db=agledger:admin, fs=backups:rw, fs=compose:rw (compose/.env), fs=install:ro (VERSION),
 container=agledger:inspect,logs,stop,start,pull,recreate,run, http=api/health:GET, http=api/conformance:GET.";
 

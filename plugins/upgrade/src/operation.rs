@@ -113,6 +113,9 @@ fn upgrade(dir: &Dir, opts: &Options) -> Result<Report> {
         )));
     }
 
+    // The doctor first: refuse what would break the upgrade before anything changes.
+    crate::doctor::preflight()?;
+
     let stamp = clock::stamp(clock::now());
     let mut state = State {
         from_version: current.version.clone(),
