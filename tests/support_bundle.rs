@@ -590,6 +590,7 @@ fn a_bad_rules_file_or_path_is_refused_before_anything_is_collected() {
         (&["--rules", "bad.toml"], "does not compile"),
         (&["--rules", "missing.toml"], "missing.toml"),
         (&["--include", "../etc"], ".."),
+        (&["--include", "not-there.log"], "not-there.log"),
         (&["--frobnicate"], "unknown argument"),
     ] {
         let out = sb.run(&plugin("support-bundle"), &[], args);

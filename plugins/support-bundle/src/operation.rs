@@ -61,6 +61,12 @@ impl opshost_sdk::Operation for SupportBundle {
             _ => OperatorRules::default(),
         };
         let rule_set = rules.rule_set().map_err(invalid)?;
+        if let Some(dir) = &support {
+            for path in &opts.include {
+                dir.stat(path)
+                    .context(format!("--include {path} (a path in [dir.{SUPPORT}])"))?;
+            }
+        }
         let out = if opts.dry_run {
             None
         } else {

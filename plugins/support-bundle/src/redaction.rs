@@ -98,3 +98,55 @@ impl Outcome {
         text
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(path: &str, bytes: &[u8]) -> Item {
+        Item {
+            path: path.into(),
+            bytes: bytes.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_secret_learned_in_one_file_is_taken_out_of_every_file() {
+        let rules = RuleSet::builtin().expect("rules");
+        // Plain words: only learning it from `.env` can find it in the log.
+        let secret = "correcthorsebatterystaple";
+        let out = run(
+            &rules,
+            vec![
+                // The log comes first: learning must see every file before
+                // any is redacted.
+                item(
+                    "containers/logs/api.log",
+                    format!("retrying with {secret}\n").as_bytes(),
+                ),
+                item(
+                    "compose/.env",
+                    format!("SMTP_PASSWORD={secret}\nLOG_LEVEL=info\n").as_bytes(),
+                ),
+                item("included/blob.bin", &[0, 1, 2, 0, 255, 0, 7]),
+                item("included/old.tar.gz", &[0x1f, 0x8b, 8, 0, 0, 0]),
+            ],
+        );
+        let names: Vec<&str> = out.members.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(names, ["containers/logs/api.log", "compose/.env"]);
+        for (path, bytes) in &out.members {
+            let text = String::from_utf8_lossy(bytes);
+            assert!(!text.contains(secret), "{path}: {text}");
+        }
+        assert!(String::from_utf8_lossy(&out.members[1].1).contains("LOG_LEVEL=info"));
+        let left: Vec<&str> = out.left_out.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(left, ["included/blob.bin", "included/old.tar.gz"]);
+        assert!(out.redactions() >= 2);
+        let text = out.report_text();
+        assert!(
+            text.contains("included/old.tar.gz") && !text.contains(secret),
+            "{text}"
+        );
+        assert!(!out.report_json().to_string().contains(secret));
+    }
+}
