@@ -11,6 +11,8 @@
 //! a plain lowercase word (`AUTH_PROVIDER=oidc`) or an upper-case name with
 //! underscores (`"key": "API_KEY_SECRET"`) is a setting too; for password,
 //! secret, credential and passphrase it never is.
+use std::ops::Range;
+
 use regex::bytes::Regex;
 
 use super::{Detector, RuleId, Span};
@@ -133,26 +135,68 @@ impl KeyName {
 
 impl Detector for KeyName {
     fn find(&self, text: &[u8], out: &mut Vec<Span>) {
-        for caps in self.re.captures_iter(text) {
-            let (Some(key), Some(value)) = (
-                caps.name("key"),
-                ["v1", "v2", "v3", "v4"].iter().find_map(|g| caps.name(g)),
-            ) else {
+        // find_iter (a DFA) and a split by hand: capture groups would send
+        // every match through the slower backtracking engine.
+        for m in self.re.find_iter(text) {
+            let Some((key, value)) = split(m.as_bytes()) else {
                 continue;
             };
+            let key = m.start() + key.start..m.start() + key.end;
+            let value = m.start() + value.start..m.start() + value.end;
             // `scheme://user:password@host`: the URL redactor's job (the
             // host stays).
-            if text[..key.start()].ends_with(b"//") {
+            if text[..key.start].ends_with(b"//") {
                 continue;
             }
-            if self.keep(key.as_bytes(), value.as_bytes()) {
+            if value.is_empty() || self.keep(&text[key], &text[value.clone()]) {
                 continue;
             }
             out.push(Span {
-                start: value.start(),
-                end: value.end(),
+                start: value.start,
+                end: value.end,
                 rule: self.rule,
             });
         }
     }
+}
+
+fn is_key_byte(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-')
+}
+
+/// A match `key["]\s*(=|:|=>)\s*value` split into the key's and the value's
+/// ranges, quotes (also escaped `\"`) taken off the value.
+fn split(t: &[u8]) -> Option<(Range<usize>, Range<usize>)> {
+    let key_end = t.iter().position(|&c| !is_key_byte(c))?;
+    let mut i = key_end;
+    if t.get(i) == Some(&b'\\') {
+        i += 1;
+    }
+    if matches!(t.get(i), Some(b'"' | b'\'')) {
+        i += 1;
+    }
+    while matches!(t.get(i), Some(b' ' | b'\t')) {
+        i += 1;
+    }
+    if t.get(i..)?.starts_with(b"=>") {
+        i += 2;
+    } else if matches!(t.get(i), Some(b'=' | b':')) {
+        i += 1;
+    } else {
+        return None;
+    }
+    while matches!(t.get(i), Some(b' ' | b'\t')) {
+        i += 1;
+    }
+    let v = t.get(i..)?;
+    let n = v.len();
+    let strip = if n >= 4 && v.starts_with(b"\\\"") && v.ends_with(b"\\\"") {
+        2
+    } else if n >= 2 && ((v[0] == b'"' && v[n - 1] == b'"') || (v[0] == b'\'' && v[n - 1] == b'\''))
+    {
+        1
+    } else {
+        0
+    };
+    Some((0..key_end, i + strip..t.len() - strip))
 }

@@ -4,7 +4,7 @@
 //! back when it was found escaped or encoded.
 use std::collections::BTreeSet;
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 
 use super::{RuleId, Span};
 
@@ -111,6 +111,7 @@ impl Literals {
         }
         let ac = AhoCorasick::builder()
             .match_kind(MatchKind::LeftmostLongest)
+            .kind(Some(AhoCorasickKind::DFA))
             .build(values.iter().map(|(v, _)| v))
             .ok()?;
         Some(Literals {

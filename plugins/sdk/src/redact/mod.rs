@@ -19,9 +19,9 @@
 //! Use: build a [`RuleSet`] once, then per bundle a [`Redactor`]: call
 //! [`Redactor::learn`] on every file, then [`Redactor::redact`] on every
 //! file (a secret met in file 9 is then redacted in file 1 too).
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 
 mod binary;
 mod entropy;
@@ -242,6 +242,8 @@ impl Builder {
         let keywords = AhoCorasick::builder()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::Standard)
+            // A full DFA: every byte of every file goes through it.
+            .kind(Some(AhoCorasickKind::DFA))
             .build(&words)
             .map_err(|e| format!("cannot build the keyword automaton: {e}"))?;
         Ok(RuleSet {
@@ -273,7 +275,24 @@ pub struct Redactor<'r> {
     literals: Option<literal::Literals>,
     /// Learned values changed since `literals` was built.
     stale: bool,
+    /// What learn() found per path, so redact() does not search again.
+    seen: HashMap<String, Seen>,
     report: Report,
+}
+
+/// The rule spans of a learned file, with enough of the file to tell that
+/// redact() got the same bytes (its length and both ends).
+struct Seen {
+    len: usize,
+    ends: Vec<u8>,
+    spans: Vec<Span>,
+}
+
+fn ends(data: &[u8]) -> Vec<u8> {
+    let n = data.len();
+    let mut v = data[..n.min(256)].to_vec();
+    v.extend_from_slice(&data[n.saturating_sub(256)..]);
+    v
 }
 
 impl<'r> Redactor<'r> {
@@ -283,17 +302,24 @@ impl<'r> Redactor<'r> {
             learned: BTreeSet::new(),
             literals: None,
             stale: true,
+            seen: HashMap::new(),
             report: Report::default(),
         }
     }
 
     /// Pass 1: remember the secret values in a file.
-    pub fn learn(&mut self, _path: &str, data: &[u8]) {
+    pub fn learn(&mut self, path: &str, data: &[u8]) {
         if is_binary(data) {
             return;
         }
         let spans = self.rules.detect(data);
         self.remember(data, &spans);
+        let seen = Seen {
+            len: data.len(),
+            ends: ends(data),
+            spans,
+        };
+        self.seen.insert(path.to_string(), seen);
     }
 
     /// Pass 2: the redacted bytes, or Binary.
@@ -302,7 +328,10 @@ impl<'r> Redactor<'r> {
             self.report.binary.push(path.to_string());
             return Redacted::Binary;
         }
-        let mut spans = self.rules.detect(data);
+        let mut spans = match self.seen.remove(path) {
+            Some(s) if s.len == data.len() && s.ends == ends(data) => s.spans,
+            _ => self.rules.detect(data),
+        };
         // A caller that skipped learn() still gets this file's own values
         // redacted at every place in it.
         self.remember(data, &spans);

@@ -16,7 +16,7 @@ impl UrlPassword {
         Ok(UrlPassword {
             rule,
             re: Regex::new(
-                r#"(?i)[a-z][a-z0-9+.\-]*:(?:\\?/){2}[^\s:/@'"\\]*:(?P<pw>[^\s'"]*)@[^\s@/?#'"\\]+"#,
+                r#"(?i)[a-z][a-z0-9+.\-]*:(?:\\?/){2}[^\s:/@'"\\]*:[^\s'"]*@[^\s@/?#'"\\]+"#,
             )
             .map_err(|e| format!("url rule: {e}"))?,
         })
@@ -25,11 +25,30 @@ impl UrlPassword {
 
 impl Detector for UrlPassword {
     fn find(&self, text: &[u8], out: &mut Vec<Span>) {
-        for caps in self.re.captures_iter(text) {
-            if let Some(pw) = caps.name("pw").filter(|m| !m.is_empty()) {
+        // find_iter and a split by hand (captures are slower): the password
+        // runs from the ':' after the user to the match's last '@'.
+        for m in self.re.find_iter(text) {
+            let t = m.as_bytes();
+            let Some(scheme_end) = t.iter().position(|&c| c == b':') else {
+                continue;
+            };
+            let user = scheme_end
+                + 1
+                + t[scheme_end + 1..]
+                    .iter()
+                    .take_while(|&&c| c == b'/' || c == b'\\')
+                    .count();
+            let (Some(colon), Some(at)) = (
+                t[user..].iter().position(|&c| c == b':'),
+                t.iter().rposition(|&c| c == b'@'),
+            ) else {
+                continue;
+            };
+            let (start, end) = (user + colon + 1, at);
+            if start < end {
                 out.push(Span {
-                    start: pw.start(),
-                    end: pw.end(),
+                    start: m.start() + start,
+                    end: m.start() + end,
                     rule: self.rule,
                 });
             }
@@ -49,7 +68,7 @@ impl AuthScheme {
     pub(crate) fn new(rule: RuleId) -> Result<AuthScheme, String> {
         Ok(AuthScheme {
             rule,
-            re: Regex::new(r"(?i)\b(?:bearer|basic|digest)\s+(?P<v>[A-Za-z0-9._~+/=\-]{8,})")
+            re: Regex::new(r"(?i)\b(?:bearer|basic|digest)\s+[A-Za-z0-9._~+/=\-]{8,}")
                 .map_err(|e| format!("authorization rule: {e}"))?,
         })
     }
@@ -57,17 +76,26 @@ impl AuthScheme {
 
 impl Detector for AuthScheme {
     fn find(&self, text: &[u8], out: &mut Vec<Span>) {
-        for caps in self.re.captures_iter(text) {
-            if let Some(v) = caps.name("v") {
-                if v.as_bytes().iter().all(u8::is_ascii_lowercase) {
-                    continue;
-                }
-                out.push(Span {
-                    start: v.start(),
-                    end: v.end(),
-                    rule: self.rule,
+        for m in self.re.find_iter(text) {
+            let t = m.as_bytes();
+            let v = t
+                .iter()
+                .position(|c| !c.is_ascii_alphabetic())
+                .map_or(t.len(), |scheme| {
+                    scheme
+                        + t[scheme..]
+                            .iter()
+                            .take_while(|c| c.is_ascii_whitespace())
+                            .count()
                 });
+            if t[v..].iter().all(u8::is_ascii_lowercase) {
+                continue;
             }
+            out.push(Span {
+                start: m.start() + v,
+                end: m.end(),
+                rule: self.rule,
+            });
         }
     }
 }
