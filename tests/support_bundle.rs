@@ -659,3 +659,57 @@ fn external_database_bundle_has_the_schema_and_no_database_url_password() {
     );
     assert_eq!(fingerprint(mode), before);
 }
+
+/// Starts the API container again when the test ends, however it ends,
+/// and waits until it answers.
+struct StartAgain(Mode);
+
+impl Drop for StartAgain {
+    fn drop(&mut self) {
+        docker(&["start", &container(self.0, "agledger-api")]);
+        for _ in 0..300 {
+            if health(self.0) == 200 {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+#[test]
+fn a_part_that_cannot_be_collected_is_recorded_and_the_bundle_still_written() {
+    let _lock = deployment_lock();
+    let mode = Mode::Bundled;
+    let sb = sandbox(mode);
+    let api = container(mode, "agledger-api");
+    let _start = StartAgain(mode);
+    docker(&["stop", "-t", "5", &api]);
+    assert_ne!(health(mode), 200, "the API should be down");
+
+    let out = sb.run(&plugin("support-bundle"), &["--json"], &[]);
+    assert_eq!(out.code, 6, "completed with findings: {}", out.combined());
+    let result = result_json(&out);
+    let problems = result["data"]["problems"].to_string();
+    assert!(problems.contains("GET /health"), "{problems}");
+    let made = bundles(&sb);
+    assert_eq!(made.len(), 1, "{}", out.combined());
+    let files = unpack(&made[0]);
+    let find = |suffix: &str| {
+        files
+            .iter()
+            .find(|(p, _)| p.ends_with(suffix))
+            .map(|(_, d)| String::from_utf8_lossy(d).to_string())
+    };
+    // What could be collected is there: the stopped container's state and
+    // its last log lines, the database, the config.
+    assert!(find("/containers/states.json")
+        .expect("states")
+        .contains("exited"));
+    assert!(find("/containers/logs/agledger-api.log").is_some());
+    assert!(find("/database/schema.sql").is_some());
+    assert!(find("/compose/.env").is_some());
+    assert!(find("/collection.json")
+        .expect("collection")
+        .contains("GET /health"));
+    assert!(find("/api/health.json").is_none());
+}
