@@ -31,7 +31,9 @@ fn random(len: u32) -> Result<Vec<u8>, CapError> {
     }
     let mut bytes = vec![0u8; len as usize];
     getrandom::getrandom(&mut bytes).map_err(|e| {
-        CapError::Failed(format!("the operating system's secure random source failed: {e}"))
+        CapError::Failed(format!(
+            "the operating system's secure random source failed: {e}"
+        ))
     })?;
     Ok(bytes)
 }
