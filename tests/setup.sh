@@ -5,7 +5,8 @@
 #     and client tools, docker-compose for the stand-in, openssl for the test
 #     CA, python3 for the scripts, iproute2 to find the Docker bridge for the
 #     external-mode stand-in, tar to read archives like an operator, curl
-#     (the registry's health check), xz-utils (the toolchain archives), a C
+#     (the registry's health check), xz-utils (the toolchain archives),
+#     pgbouncer (a real connection pooler for the doctor's tests), a C
 #     compiler and libclang for the host's pg_query dependency (it compiles
 #     libpg_query and runs bindgen at build time);
 #   - a reachable Docker Engine (checked, not started);
@@ -30,6 +31,7 @@ command -v xz >/dev/null || need+=(xz-utils)
 command -v curl >/dev/null || need+=(curl)
 command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v docker-compose >/dev/null || need+=(docker-compose)
+command -v pgbouncer >/dev/null || need+=(pgbouncer)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql-15)
 [ -x /usr/lib/postgresql/15/bin/pg_dump ] || need+=(postgresql-client-15)
 command -v cc >/dev/null || need+=(gcc libc6-dev)

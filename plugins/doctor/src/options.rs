@@ -18,7 +18,8 @@ pub fn usage() -> String {
   --list         what each check looks at
   opshost's --json prints every finding (severity, title, evidence, fix, blocks_upgrade) as data.
 Checks: {}
-Exit codes: 0 all well; 6 findings (or a check that could not run: it says why); 2 bad arguments.
+Exit codes: 0 all well; 6 findings (or a check that could not run: it says why); 1 a bad argument
+(the message names it).
 Grants: db=agledger:read, fs=compose:ro, fs=backups:ro, container=agledger:inspect,run,
 http=api/health:GET, http=api/conformance:GET.",
         names.join(", ")

@@ -13,7 +13,7 @@ use super::{Check, Finding, Settings};
 use crate::clock;
 use crate::deployment::Env;
 use opshost_sdk::db::{self, TlsProbe};
-use opshost_sdk::{Error, Result};
+use opshost_sdk::{describe, Error, Result};
 
 pub const CHECK: Check = Check {
     name: "tls",
@@ -128,9 +128,21 @@ fn fix_for(p: &TlsProbe) -> String {
 
 fn run(_: &Settings) -> Result<Vec<Finding>> {
     let probe = match db::probe_tls("agledger") {
+        Ok(p) => p,
         // A Unix socket: nothing travels over a network.
         Err(Error::Unsupported(_)) => return Ok(vec![]),
-        other => other?,
+        Err(e @ Error::Denied(_)) => return Err(e),
+        // The URL does not parse, the server does not answer: every client
+        // of this URL (opshost's backups included) fails the same way.
+        Err(e) => {
+            return Ok(vec![Finding::error(
+                "the database cannot be reached as its URL says",
+                describe(&e),
+                "check DATABASE_URL (host, port, parameters: libpq's pg_dump refuses parameters it does not \
+                 know, such as node-postgres' uselibpqcompat) and that the server listens there",
+            )
+            .blocking()])
+        }
     };
     let url = Env::open().ok().and_then(|env| url_tls(&env));
     let seen = describe_probe(&probe);
@@ -166,7 +178,9 @@ fn run(_: &Settings) -> Result<Vec<Finding>> {
                      /health/ready answers 200 the running release configures TLS its own way"
                 ),
                 format!(
-                    "{}; or, to keep libpq's meaning (encrypt, do not verify), add uselibpqcompat=true to DATABASE_URL",
+                    "{}, and sslmode=verify-full: what both clients then check is the same. (node-postgres' \
+                     uselibpqcompat=true or sslmode=no-verify would silence it, but libpq tools such as pg_dump \
+                     refuse a URL that holds them)",
                     fix_for(&probe)
                 ),
             ));
