@@ -113,6 +113,15 @@ fn journal_left(sb: &Sandbox) -> bool {
     })
 }
 
+fn journal_text(sb: &Sandbox) -> String {
+    std::fs::read_dir(sb.path("backups"))
+        .expect("ls")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.to_string_lossy().ends_with(".journal.json"))
+        .map(|p| std::fs::read_to_string(p).expect("journal"))
+        .collect()
+}
+
 /// GET /v1/auth/me with `key`: the status.
 fn auth_status(mode: Mode, key: &str) -> u16 {
     let out = Command::new("curl")
@@ -453,6 +462,18 @@ fn kill_then_recover(mode: Mode, step: &str) {
         line.contains("\"event\":\"step\"") && line.contains(&format!("\"name\":\"{step}"))
     });
     assert!(journal_left(&sb), "killed at {step}: the journal is there");
+    // The journal says which step ran, never a secret.
+    let journal = journal_text(&sb);
+    let mid = env_text(mode);
+    for secret in [Some(old.clone()), env_value(&mid, "API_KEY_SECRET")]
+        .into_iter()
+        .flatten()
+    {
+        assert!(
+            !journal.contains(&secret),
+            "{step}: a secret is in the journal"
+        );
+    }
     let refused = rotate(&sb, &["api-key-secret", "--yes"]);
     assert_eq!(refused.code, PLUGIN_FAILED, "{}", refused.combined());
     assert!(
@@ -740,4 +761,43 @@ fn vault_signing_key_killed_while_it_sets_recover_puts_the_old_key_back() {
     );
     assert_eq!(vault_scan_broken(mode), serde_json::json!([]));
     before.restore_and_check(&sb, "vault key: killed, recovered, restored");
+}
+
+/// A second rotation replaces a previous key that is already there: its
+/// undo must put that older key back too (from the kept copy of `.env`).
+#[test]
+fn a_second_vault_key_rotation_killed_and_recovered_puts_back_both_keys() {
+    let _d = deployment_lock();
+    let mode = Mode::Bundled;
+    let sb = sandbox(mode, true);
+    let mut before = Before::now(mode);
+    let out = rotate(&sb, &["vault-signing-key", "--yes"]);
+    assert_eq!(out.code, OK, "{}", out.combined());
+    let first = env_text(mode);
+    let first_id = active_key(mode);
+    assert!(env_value(&first, "VAULT_SIGNING_KEY_PREVIOUS").is_some());
+    run_and_kill(&sb, "rotate", &["vault-signing-key", "--yes"], |line| {
+        line.contains("\"event\":\"step\"") && line.contains("test:")
+    });
+    let journal = journal_text(&sb);
+    let mid = env_text(mode);
+    for key in ["VAULT_SIGNING_KEY", "VAULT_SIGNING_KEY_PREVIOUS"] {
+        let value = env_value(&mid, key).expect("key");
+        assert!(!journal.contains(&value), "a key is in the journal");
+    }
+    assert_ne!(mid, first, "the second rotation had changed .env");
+    let out = rotate(&sb, &["vault-signing-key", "--recover"]);
+    assert_eq!(out.code, OK, "{}", out.combined());
+    assert_eq!(
+        env_text(mode),
+        first,
+        ".env as after the first rotation, both keys"
+    );
+    assert_eq!(
+        active_key(mode),
+        first_id,
+        "the first rotation's key is active again"
+    );
+    assert_eq!(vault_scan_broken(mode), serde_json::json!([]));
+    before.restore_and_check(&sb, "two key rotations, restored");
 }

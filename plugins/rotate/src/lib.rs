@@ -20,6 +20,7 @@
 mod api_key;
 mod deploy;
 mod operation;
+mod registry;
 mod signing_key;
 
 pub const USAGE: &str = "usage: opshost run rotate.wasm -- api-key-secret|vault-signing-key [--yes] [--plan] [--ready-within SECONDS]

@@ -111,7 +111,8 @@ fn recover<C: State>(kind: &Kind<C>, dir: &Dir, interrupted: Interrupted<C>) -> 
     ));
     match kind.runbook.recover(dir, interrupted)? {
         Outcome::Done => Ok(Report::ok(format!(
-            "the {} had passed its point of no return; its last step is now done: the new secret is in place",
+            "the {} had passed its point of no return, so recovering went forward: its finish ran again and the new \
+             secret stays in place (a warning above says what, if anything, the finish could not do)",
             kind.what
         ))
         .fact("interrupted at", &at)
