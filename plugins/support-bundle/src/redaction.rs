@@ -22,17 +22,18 @@ pub fn run(rules: &RuleSet, items: Vec<Item>) -> Outcome {
     for item in items.iter().filter(|i| !redact::is_archive(&i.bytes)) {
         redactor.learn(&item.path, &item.bytes);
     }
+    let names = clean_names(&mut redactor, &items);
     let mut members = Vec::with_capacity(items.len());
     let mut left_out = Vec::new();
-    for item in items {
+    for (item, name) in items.into_iter().zip(names.iter().cloned()) {
         if redact::is_archive(&item.bytes) {
-            left_out.push((item.path, "a nested archive: left out unread".into()));
+            left_out.push((name, "a nested archive: left out unread".into()));
             continue;
         }
         match redactor.redact(&item.path, &item.bytes) {
-            Redacted::Text(bytes) => members.push((item.path, bytes)),
+            Redacted::Text(bytes) => members.push((name, bytes)),
             Redacted::Binary => left_out.push((
-                item.path,
+                name,
                 format!(
                     "binary ({} bytes): left out, not copied unredacted",
                     item.bytes.len()
@@ -40,11 +41,68 @@ pub fn run(rules: &RuleSet, items: Vec<Item>) -> Outcome {
             )),
         }
     }
+    let mut report = redactor.report();
+    // The engine keyed its report by the names as collected: give it the
+    // redacted ones, so no secret in a name reaches the report.
+    report.files = std::mem::take(&mut report.files)
+        .into_iter()
+        .map(|(path, rules)| (names.renamed(&path), rules))
+        .collect();
+    report.binary = report.binary.iter().map(|p| names.renamed(p)).collect();
     Outcome {
         members,
         left_out,
-        report: redactor.report(),
+        report,
     }
+}
+
+/// Where the report counts redactions in file names.
+pub const NAMES: &str = "(file names)";
+
+/// Each item's name in the bundle, redacted.
+struct Names {
+    names: Vec<String>,
+    renamed: std::collections::BTreeMap<String, String>,
+}
+
+impl Names {
+    fn iter(&self) -> std::slice::Iter<'_, String> {
+        self.names.iter()
+    }
+
+    fn renamed(&self, path: &str) -> String {
+        self.renamed
+            .get(path)
+            .cloned()
+            .unwrap_or_else(|| path.to_string())
+    }
+}
+
+/// File names are text too: an operator's file may be named after a
+/// secret. Each name goes through the same redactor (after it learned
+/// every file), and two names redacted alike stay two names.
+fn clean_names(redactor: &mut Redactor, items: &[Item]) -> Names {
+    let mut taken = std::collections::BTreeSet::new();
+    let mut renamed = std::collections::BTreeMap::new();
+    let mut names = Vec::with_capacity(items.len());
+    for item in items {
+        let mut name = match redactor.redact(NAMES, item.path.as_bytes()) {
+            Redacted::Text(bytes) => String::from_utf8_lossy(&bytes).replace('\n', " "),
+            // A name that is not text: withheld.
+            Redacted::Binary => "included/(name withheld)".to_string(),
+        };
+        let wanted = name.clone();
+        let mut n = 2;
+        while !taken.insert(name.clone()) {
+            name = format!("{wanted}-{n}");
+            n += 1;
+        }
+        if name != item.path {
+            renamed.insert(item.path.clone(), name.clone());
+        }
+        names.push(name);
+    }
+    Names { names, renamed }
 }
 
 impl Outcome {
@@ -148,5 +206,35 @@ mod tests {
             "{text}"
         );
         assert!(!out.report_json().to_string().contains(secret));
+    }
+
+    #[test]
+    fn a_file_named_after_a_secret_is_renamed() {
+        let rules = RuleSet::builtin().expect("rules");
+        let secret = "correcthorsebatterystaple";
+        let out = run(
+            &rules,
+            vec![
+                item(
+                    "compose/.env",
+                    format!("SMTP_PASSWORD={secret}\n").as_bytes(),
+                ),
+                item(&format!("included/{secret}.txt"), b"hello\n"),
+                item(&format!("included/{secret}.bin"), &[0, 1, 2]),
+            ],
+        );
+        assert_eq!(out.members.len(), 2);
+        assert!(out.members[1].0.starts_with("included/") && out.members[1].0.ends_with(".txt"));
+        for name in out
+            .members
+            .iter()
+            .map(|m| &m.0)
+            .chain(out.left_out.iter().map(|l| &l.0))
+        {
+            assert!(!name.contains(secret), "{name}");
+        }
+        assert!(out.report.files.contains_key(NAMES));
+        let report = format!("{}{}", out.report_json(), out.report_text());
+        assert!(!report.contains(secret), "{report}");
     }
 }
