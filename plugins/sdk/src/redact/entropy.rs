@@ -32,25 +32,36 @@ pub(crate) struct Entropy {
 
 impl Detector for Entropy {
     fn find(&self, text: &[u8], out: &mut Vec<Span>) {
+        // A run of MIN_LEN token bytes holds one of every MIN_LEN-th byte, so
+        // only those are looked at; a token byte there is grown into its run.
+        // Log text is mostly short words: most of it is never read.
         let n = text.len();
-        let mut i = 0;
-        while i < n {
-            if !TOKEN[text[i] as usize] {
-                i += 1;
+        let mut p = MIN_LEN - 1;
+        let mut done = 0;
+        while p < n {
+            if !TOKEN[text[p] as usize] {
+                p += MIN_LEN;
                 continue;
             }
-            let start = i;
-            while i < n && TOKEN[text[i] as usize] {
-                i += 1;
+            let mut start = p;
+            while start > done && TOKEN[text[start - 1] as usize] {
+                start -= 1;
+            }
+            let mut end = p + 1;
+            while end < n && TOKEN[text[end] as usize] {
+                end += 1;
             }
             let mut pad = 0;
-            while pad < 2 && i < n && text[i] == b'=' {
-                i += 1;
+            while pad < 2 && end < n && text[end] == b'=' {
+                end += 1;
                 pad += 1;
             }
-            if i - start >= MIN_LEN {
-                self.token(text, start, i, out);
+            if end - start >= MIN_LEN {
+                self.token(text, start, end, out);
             }
+            done = end;
+            // A run starting at `end` or later reaches end + MIN_LEN - 1.
+            p = end + MIN_LEN - 1;
         }
     }
 }

@@ -13,6 +13,7 @@
 //! secret, credential and passphrase it never is.
 use std::ops::Range;
 
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use regex::bytes::Regex;
 
 use super::{Detector, RuleId, Span};
@@ -49,7 +50,7 @@ const NOT_SECRET_KEYS: &[&str] = &[
 
 pub(crate) struct KeyName {
     rule: RuleId,
-    re: Regex,
+    words: AhoCorasick,
     number: Regex,
     version: Regex,
     env_ref: Regex,
@@ -62,12 +63,12 @@ impl KeyName {
         let re = |s: &str| Regex::new(s).map_err(|e| format!("key-name rule: {e}"));
         Ok(KeyName {
             rule,
-            re: re(concat!(
-                r#"(?i)(?P<key>[a-z0-9_.\-]*(?:passw(?:or)?d|pwd|passphrase|secret|token|key|signing|auth|credential|license|private|cookie)[a-z0-9_.\-]*)"#,
-                r#"(?:\\?["'])?[ \t]*(?:=|:|=>)[ \t]*"#,
-                r#"(?:\\"(?P<v1>(?:[^"\\]|\\[^"])*)\\"|"(?P<v2>(?:[^"\\]|\\.)*)"|'(?P<v3>[^']*)'"#,
-                r#"|(?P<v4>(?:(?:bearer|basic|token|digest)[ \t]+)?[^\s"',;{}\[\]()<>\\]+))"#,
-            ))?,
+            words: AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::LeftmostFirst)
+                .kind(Some(AhoCorasickKind::DFA))
+                .build(KEYWORDS)
+                .map_err(|e| format!("key-name rule: {e}"))?,
             number: re(r"^-?[0-9]+(?:\.[0-9]+)?(?i:ms|s|m|h|d|w|kb|mb|gb|k|%)?$")?,
             version: re(r"^v?[0-9]+(?:\.[0-9]+)+(?:[-+][0-9A-Za-z.\-]+)?$")?,
             env_ref: re(r"^(?:\$\{?[A-Za-z_][A-Za-z0-9_]*(?::?-[^}]*)?\}?|%[A-Za-z_]+%)$")?,
@@ -77,10 +78,10 @@ impl KeyName {
     }
 
     fn keep(&self, key: &[u8], value: &[u8]) -> bool {
-        let key: String = String::from_utf8_lossy(key)
-            .to_ascii_lowercase()
-            .chars()
-            .filter(|c| !matches!(c, '_' | '-' | '.'))
+        let key: String = key
+            .iter()
+            .filter(|c| !matches!(c, b'_' | b'-' | b'.'))
+            .map(|c| c.to_ascii_lowercase() as char)
             .collect();
         if value.is_empty() || value.starts_with(b"[REDACTED") || value == b"|" || value == b">" {
             return true;
@@ -114,10 +115,14 @@ impl KeyName {
         ) {
             return true;
         }
-        if self.number.is_match(value)
-            || self.version.is_match(value)
-            || self.env_ref.is_match(value)
+        // Each regex only where its first byte fits (they run on most lines).
+        let first = value[0];
+        if (first.is_ascii_digit() || first == b'-' || first == b'v')
+            && (self.number.is_match(value) || self.version.is_match(value))
         {
+            return true;
+        }
+        if matches!(first, b'$' | b'%') && self.env_ref.is_match(value) {
             return true;
         }
         if value.starts_with(b"/")
@@ -129,26 +134,41 @@ impl KeyName {
             return true;
         }
         let strong = STRONG.iter().any(|s| key.contains(s));
-        !strong && (self.lower_word.is_match(value) || self.caps_name.is_match(value))
+        !strong
+            && ((first.is_ascii_lowercase() && self.lower_word.is_match(value))
+                || (first.is_ascii_uppercase() && self.caps_name.is_match(value)))
     }
 }
 
 impl Detector for KeyName {
     fn find(&self, text: &[u8], out: &mut Vec<Span>) {
-        // find_iter (a DFA) and a split by hand: capture groups would send
-        // every match through the slower backtracking engine.
-        for m in self.re.find_iter(text) {
-            let Some((key, value)) = split(m.as_bytes()) else {
-                continue;
-            };
-            let key = m.start() + key.start..m.start() + key.end;
-            let value = m.start() + value.start..m.start() + value.end;
-            // `scheme://user:password@host`: the URL redactor's job (the
-            // host stays).
-            if text[..key.start].ends_with(b"//") {
+        // Parsed by hand around each keyword (no regex): this runs on every
+        // line that says "key", "auth" or "token", which is most of a log.
+        let mut done = 0;
+        for m in self.words.find_iter(text) {
+            if m.start() < done {
                 continue;
             }
-            if value.is_empty() || self.keep(&text[key], &text[value.clone()]) {
+            let ks = text[..m.start()]
+                .iter()
+                .rposition(|&c| !is_key_byte(c))
+                .map_or(0, |p| p + 1);
+            let ke = m.end()
+                + text[m.end()..]
+                    .iter()
+                    .take_while(|&&c| is_key_byte(c))
+                    .count();
+            done = ke;
+            let Some(value) = value_after(text, ke) else {
+                continue;
+            };
+            done = value.end.max(ke);
+            // `scheme://user:password@host`: the URL redactor's job (the
+            // host stays).
+            if text[..ks].ends_with(b"//") {
+                continue;
+            }
+            if value.is_empty() || self.keep(&text[ks..ke], &text[value.clone()]) {
                 continue;
             }
             out.push(Span {
@@ -164,11 +184,30 @@ fn is_key_byte(c: u8) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-')
 }
 
-/// A match `key["]\s*(=|:|=>)\s*value` split into the key's and the value's
-/// ranges, quotes (also escaped `\"`) taken off the value.
-fn split(t: &[u8]) -> Option<(Range<usize>, Range<usize>)> {
-    let key_end = t.iter().position(|&c| !is_key_byte(c))?;
-    let mut i = key_end;
+/// Ends an unquoted value.
+fn is_value_end(c: u8) -> bool {
+    c.is_ascii_whitespace()
+        || matches!(
+            c,
+            b'"' | b'\''
+                | b','
+                | b';'
+                | b'{'
+                | b'}'
+                | b'['
+                | b']'
+                | b'('
+                | b')'
+                | b'<'
+                | b'>'
+                | b'\\'
+        )
+}
+
+/// After a key ending at `i`: `["]\s*(=|:|=>)\s*value`, the value's range
+/// without its quotes (`"..."`, `'...'`, escaped `\"...\"` inside JSON), or
+/// an unquoted run (with a `Bearer ` / `Basic ` ... scheme in front).
+fn value_after(t: &[u8], mut i: usize) -> Option<Range<usize>> {
     if t.get(i) == Some(&b'\\') {
         i += 1;
     }
@@ -189,14 +228,50 @@ fn split(t: &[u8]) -> Option<(Range<usize>, Range<usize>)> {
         i += 1;
     }
     let v = t.get(i..)?;
-    let n = v.len();
-    let strip = if n >= 4 && v.starts_with(b"\\\"") && v.ends_with(b"\\\"") {
-        2
-    } else if n >= 2 && ((v[0] == b'"' && v[n - 1] == b'"') || (v[0] == b'\'' && v[n - 1] == b'\''))
-    {
-        1
-    } else {
-        0
-    };
-    Some((0..key_end, i + strip..t.len() - strip))
+    if v.starts_with(b"\\\"") {
+        let end = memchr::memmem::find(&v[2..], b"\\\"")?;
+        return Some(i + 2..i + 2 + end);
+    }
+    match v.first()? {
+        b'"' => {
+            let mut j = 1;
+            while j < v.len() {
+                match v[j] {
+                    b'\\' => j += 2,
+                    b'"' => return Some(i + 1..i + j),
+                    _ => j += 1,
+                }
+            }
+            None
+        }
+        b'\'' => {
+            let end = memchr::memchr(b'\'', &v[1..])?;
+            Some(i + 1..i + 1 + end)
+        }
+        _ => {
+            for scheme in [&b"bearer"[..], b"basic", b"token", b"digest"] {
+                let n = scheme.len();
+                if v.len() > n
+                    && v[..n].eq_ignore_ascii_case(scheme)
+                    && matches!(v[n], b' ' | b'\t')
+                {
+                    let gap = v[n..]
+                        .iter()
+                        .take_while(|c| matches!(c, b' ' | b'\t'))
+                        .count();
+                    if v.get(n + gap).is_some_and(|&c| !is_value_end(c)) {
+                        let len = n
+                            + gap
+                            + v[n + gap..]
+                                .iter()
+                                .take_while(|&&c| !is_value_end(c))
+                                .count();
+                        return Some(i..i + len);
+                    }
+                }
+            }
+            let len = v.iter().take_while(|&&c| !is_value_end(c)).count();
+            (len > 0).then_some(i..i + len)
+        }
+    }
 }

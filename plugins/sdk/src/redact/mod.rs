@@ -418,3 +418,29 @@ fn merge(mut spans: Vec<Span>) -> Vec<Span> {
 
 #[cfg(test)]
 mod tests;
+
+/// Seconds spent by each stage of [`RuleSet`]'s search over `data` (for
+/// the redact-bench plugin, to compare stages inside and outside wasm).
+#[doc(hidden)]
+pub fn bench_stages(rules: &RuleSet, data: &[u8]) -> Vec<(&'static str, f64)> {
+    let time = |f: &mut dyn FnMut()| {
+        let t = std::time::Instant::now();
+        f();
+        t.elapsed().as_secs_f64()
+    };
+    let mut n = 0;
+    let keywords = time(&mut || n = rules.keywords.find_overlapping_iter(data).count());
+    let mut v = Vec::new();
+    let whole = time(&mut || {
+        for d in &rules.whole {
+            d.find(data, &mut v);
+        }
+    });
+    let detect = time(&mut || v = rules.detect(data));
+    vec![
+        ("keywords", keywords),
+        ("whole-file", whole),
+        ("line-rules", detect - keywords - whole),
+        ("detect", detect),
+    ]
+}

@@ -93,3 +93,18 @@ fn operator_rules() {
         .with_operator_rules(&[], &[("x".into(), "(".into())])
         .is_err());
 }
+
+#[test]
+fn entropy_sampling_finds_every_long_token() {
+    // Tokens at every offset and length around MIN_LEN, between separators.
+    let token = "Zx9Qw3Er7Ty1Ui5Op2As8Df4Gh6Jk0LmNbVcXz";
+    for lead in 0..30 {
+        for len in entropy::MIN_LEN..token.len() {
+            let text = format!("{}{} tail words here", " ab".repeat(lead), &token[..len]);
+            let mut out = Vec::new();
+            entropy::Entropy { rule: 0 }.find(text.as_bytes(), &mut out);
+            let want = entropy::secret_like(&token.as_bytes()[..len]);
+            assert_eq!(!out.is_empty(), want, "lead {lead} len {len}: {out:?}");
+        }
+    }
+}

@@ -86,3 +86,29 @@ pub fn json(side: &str, f: &Figures) -> String {
         mbs(median(&f.total)),
     )
 }
+
+/// Per stage of the search, MB/s over every file (after one warm-up).
+pub fn stages(side: &str, files: &[(String, Vec<u8>)]) -> Result<String, String> {
+    let rules = RuleSet::builtin()?;
+    let mut sum: Vec<(&str, f64)> = Vec::new();
+    for (_, data) in files {
+        let _ = opshost_sdk::redact::bench_stages(&rules, data);
+    }
+    for (_, data) in files {
+        for (i, (name, secs)) in opshost_sdk::redact::bench_stages(&rules, data)
+            .into_iter()
+            .enumerate()
+        {
+            if sum.len() <= i {
+                sum.push((name, 0.0));
+            }
+            sum[i].1 += secs;
+        }
+    }
+    let bytes: usize = files.iter().map(|(_, d)| d.len()).sum();
+    let parts: Vec<String> = sum
+        .iter()
+        .map(|(n, s)| format!("\"{n}\":{:.0}", bytes as f64 / 1e6 / s))
+        .collect();
+    Ok(format!("{{\"side\":\"{side}\",{}}}", parts.join(",")))
+}

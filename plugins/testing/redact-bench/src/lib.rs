@@ -38,6 +38,11 @@ impl opshost_sdk::Operation for RedactBench {
             let data = dir.read(&name)?;
             files.push((name, data));
         }
+        if std::env::var("REDACT_BENCH_STAGES").is_ok()
+            || args.get(1).is_some_and(|a| a == "stages")
+        {
+            return Ok(Report::ok("stages").data(bench::stages("wasm", &files).map_err(fail)?));
+        }
         let f = bench::run(&files, rounds).map_err(fail)?;
         Ok(
             Report::ok(format!("redacted {:.1} MB x{rounds}", f.bytes as f64 / 1e6))

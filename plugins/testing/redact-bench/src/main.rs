@@ -42,6 +42,13 @@ fn main() {
         }
     }
     files.sort();
+    if args.get(2).is_some_and(|a| a == "stages") {
+        match bench::stages("native", &files) {
+            Ok(s) => println!("{s}"),
+            Err(e) => eprintln!("{e}"),
+        }
+        return;
+    }
     match bench::run(&files, rounds) {
         Ok(f) => println!("{}", bench::json("native", &f)),
         Err(e) => {

@@ -7,7 +7,8 @@ regex has one, else the whole match), comma-separated keywords (lowercase),
 regex. Left out: rules without a regex (file-name rules) and generic-api-key
 (the engine's own key-name redactor does that job, with its keep-list).
 The jwt rule's keyword "ey" matches half the words of a log ("key", "they"):
-a JWT starts with base64 of '{"' so "eyj" is used instead.
+a JWT starts with base64 of '{"' so "eyj" is used instead. The curl rules'
+keyword "curl" becomes "curl " (user agents say curl/8.5.0).
 """
 import sys, tomllib
 
@@ -20,6 +21,10 @@ for r in rules:
     kw = [k.lower() for k in r.get("keywords", [])]
     if r["id"] == "jwt":
         kw = ["eyj"]
+    # "curl" is in every access log's user agent (curl/8.5.0); these rules
+    # want a curl command line, which has a space after the word.
+    if r["id"] in ("curl-auth-header", "curl-auth-user"):
+        kw = ["curl "]
     if not kw:
         continue
     fields = [r["id"], str(r.get("entropy", 0)), str(r.get("secretGroup", 0)), ",".join(kw), r["regex"]]
