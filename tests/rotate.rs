@@ -342,6 +342,10 @@ fn api_key_secret_rotation_replaces_only_the_secret_and_proves_itself() {
 
     let out = rotate(&sb, &["api-key-secret", "--yes", "--ready-within", "30"]);
     assert_eq!(out.code, OK, "{}", out.combined());
+    eprintln!(
+        "figure: API_KEY_SECRET rotation took {} s",
+        result_json(&out)["data"]["seconds"]
+    );
     let after = env_text(mode);
     let new = env_value(&after, "API_KEY_SECRET").expect("new secret");
     assert_eq!(new.len(), 64, "64 hex characters");
@@ -667,6 +671,10 @@ fn vault_signing_key_rotation_signs_new_entries_with_the_new_key_and_old_ones_ve
     let out = rotate(&sb, &["vault-signing-key", "--yes", "--ready-within", "30"]);
     assert_eq!(out.code, OK, "{}", out.combined());
     let data = &result_json(&out)["data"];
+    eprintln!(
+        "figure: VAULT_SIGNING_KEY rotation took {} s",
+        data["seconds"]
+    );
     let new_id = data["key_id"].as_str().expect("key id").to_string();
     assert_eq!(data["previous_key_id"].as_str(), Some(old_id.as_str()));
     assert_ne!(new_id, old_id);
@@ -800,4 +808,34 @@ fn a_second_vault_key_rotation_killed_and_recovered_puts_back_both_keys() {
     );
     assert_eq!(vault_scan_broken(mode), serde_json::json!([]));
     before.restore_and_check(&sb, "two key rotations, restored");
+}
+
+/// A rehash that fails (a trigger refuses every change of a key hash) is
+/// undone on the spot: `.env`, services and hashes as they were.
+#[test]
+fn a_failing_rehash_undoes_the_rotation() {
+    let _d = deployment_lock();
+    let mode = Mode::Bundled;
+    let sb = sandbox(mode, true);
+    let mut before = Before::now(mode);
+    sql(
+        mode,
+        "CREATE FUNCTION opshost_test_refuse() RETURNS trigger LANGUAGE plpgsql AS \
+         $$BEGIN RAISE EXCEPTION 'key hashes are frozen by the test'; END$$; \
+         CREATE TRIGGER opshost_test_refuse BEFORE UPDATE OF key_hash ON api_keys \
+         FOR EACH ROW EXECUTE FUNCTION opshost_test_refuse();",
+    );
+    let out = rotate(&sb, &["api-key-secret", "--yes"]);
+    sql(
+        mode,
+        "DROP TRIGGER opshost_test_refuse ON api_keys; DROP FUNCTION opshost_test_refuse();",
+    );
+    assert_eq!(out.code, PLUGIN_FAILED, "{}", out.combined());
+    let error = error_of(&out);
+    assert!(
+        error.contains("\"rehash\"") && error.contains("Every change was undone"),
+        "{error}"
+    );
+    before.check(&sb, "a failed rehash, undone");
+    before.restored = true;
 }
