@@ -25,22 +25,36 @@ fn run(_: &Settings) -> Result<Vec<Finding>> {
     let Some(pin) = env.file.value(PIN_KEY).map(|p| p.trim().to_string()) else {
         return Ok(vec![]);
     };
+    let version = env.file.value(VERSION_KEY).map(|v| v.trim().to_string());
+    if !is_digest_ref(&pin) {
+        return Ok(assess(&pin, version.as_deref(), "", ""));
+    }
+    let running = container::inspect(CONTAINERS, API)?.image;
+    // The version only matters when the pin is what runs.
+    let reported = if running == pin {
+        dep::health_version()?
+    } else {
+        String::new()
+    };
+    Ok(assess(&pin, version.as_deref(), &running, &reported))
+}
+
+/// The findings for a pin, given `AGLEDGER_VERSION`, the image agledger-api
+/// runs and the version it reports.
+fn assess(pin: &str, version: Option<&str>, running: &str, reported: &str) -> Vec<Finding> {
     let fix_pin = format!(
         "let an upgrade or rollback write the pin (opshost run upgrade.wasm -- VERSION), or comment {PIN_KEY} out \
          to run the tag {VERSION_KEY} names"
     );
-    if !is_digest_ref(&pin) {
-        return Ok(vec![Finding::error(
+    if !is_digest_ref(pin) {
+        return vec![Finding::error(
             format!("{PIN_KEY} is not an image digest reference"),
             format!("compose/.env sets {PIN_KEY}={pin}; expected REPOSITORY@sha256:<64 hex>"),
             fix_pin,
-        )]);
+        )];
     }
-    let running = container::inspect(CONTAINERS, API)?.image;
-    let version = env.file.value(VERSION_KEY).map(|v| v.trim().to_string());
     if running == pin {
-        let reported = dep::health_version()?;
-        return Ok(match version {
+        return match version {
             Some(v) if v != "latest" && v != reported => vec![Finding::error(
                 format!("{PIN_KEY} is stale: it runs {reported} while {VERSION_KEY}={v}"),
                 format!(
@@ -50,9 +64,9 @@ fn run(_: &Settings) -> Result<Vec<Finding>> {
                 fix_pin,
             )],
             _ => vec![],
-        });
+        };
     }
-    Ok(vec![Finding::error(
+    vec![Finding::error(
         format!("{PIN_KEY} is not the image agledger-api runs"),
         format!(
             "compose/.env pins {pin}; agledger-api runs {running}{}: the next recreate (docker compose up -d) \
@@ -60,7 +74,7 @@ fn run(_: &Settings) -> Result<Vec<Finding>> {
             version.map(|v| format!(" ({VERSION_KEY}={v})")).unwrap_or_default()
         ),
         fix_pin,
-    )])
+    )]
 }
 
 #[cfg(test)]
@@ -73,5 +87,19 @@ mod tests {
         )));
         assert!(!super::is_digest_ref("agledger/agledger:1.3.2"));
         assert!(!super::is_digest_ref("@sha256:00"));
+    }
+
+    #[test]
+    fn a_pin_that_runs_another_version_than_the_tag_says_is_stale() {
+        let pin = format!("r/agledger@sha256:{}", "b".repeat(64));
+        let stale = super::assess(&pin, Some("1.3.3"), &pin, "1.3.2");
+        assert_eq!(stale.len(), 1);
+        assert!(stale[0]
+            .title
+            .contains("stale: it runs 1.3.2 while AGLEDGER_VERSION=1.3.3"));
+        assert!(super::assess(&pin, Some("1.3.2"), &pin, "1.3.2").is_empty());
+        assert!(super::assess(&pin, Some("latest"), &pin, "1.3.2").is_empty());
+        let other = super::assess(&pin, Some("1.3.2"), "r/agledger:1.3.2", "");
+        assert!(other[0].title.contains("not the image agledger-api runs"));
     }
 }

@@ -63,3 +63,38 @@ fn run(_: &Settings) -> Result<Vec<Finding>> {
     )
     .blocking()])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(first: i32, later: i32, other: i32, held: bool, heard: bool) -> SessionProbe {
+        SessionProbe {
+            backend_first: first,
+            backend_later: later,
+            backend_other_session: other,
+            lock_taken: true,
+            lock_held_later: held,
+            notify_delivered: heard,
+            notify_wait_ms: 1500,
+        }
+    }
+
+    #[test]
+    fn one_backend_per_session_is_no_evidence() {
+        assert!(evidence(&probe(10, 10, 11, true, true)).is_empty());
+    }
+
+    #[test]
+    fn each_symptom_of_a_transaction_pooler_is_named() {
+        // PgBouncer with one idle server connection: the same backend for both sessions.
+        let seen = evidence(&probe(10, 10, 10, true, false));
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert!(seen[0].contains("same backend (pid 10)"));
+        assert!(seen[1].contains("NOTIFY"));
+        // Several server connections: the session moves and loses its lock.
+        let seen = evidence(&probe(10, 12, 11, false, false));
+        assert!(seen.iter().any(|s| s.contains("10 then 12")), "{seen:?}");
+        assert!(seen.iter().any(|s| s.contains("advisory lock")), "{seen:?}");
+    }
+}
