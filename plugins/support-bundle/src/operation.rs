@@ -4,7 +4,8 @@
 //! fails while another operation moves containers is recorded, not fatal.
 
 use agledger_ops::{clock, deployment, human_bytes};
-use opshost_sdk::fs::{self, MemberSource};
+use opshost_sdk::fs::{self, Dir, MemberSource};
+use opshost_sdk::redact::RuleSet;
 use opshost_sdk::{fail, invalid, progress, Context, Report, Result};
 use serde_json::{json, Value};
 
@@ -44,7 +45,43 @@ impl opshost_sdk::Operation for SupportBundle {
         if opts.help {
             return Ok(Report::ok(crate::USAGE));
         }
-        // Operator input is checked before anything is collected.
+        let input = Input::check(&opts)?;
+        let now = clock::now();
+        let c = collect_all(&opts, &input, now);
+
+        progress::step("redact", None);
+        let mut red = redaction::run(&input.rule_set, c.items, c.left_out, c.problems);
+        let root = format!("support-bundle-{}", clock::stamp(now));
+        let report_json = pretty(&red.report_json());
+        let report_text = red.report_text();
+        let mut members: Vec<(String, Vec<u8>)> = std::mem::take(&mut red.members)
+            .into_iter()
+            .map(|(p, b)| (format!("{root}/{p}"), b))
+            .collect();
+        members.push((format!("{root}/{REPORT_JSON}"), report_json));
+        members.push((
+            format!("{root}/{REPORT_TEXT}"),
+            report_text.clone().into_bytes(),
+        ));
+
+        match &input.out {
+            None => Ok(dry_run_report(&members, &red, &report_text)),
+            Some(out) => write_bundle(out, &format!("{root}.tar.gz"), members, &red),
+        }
+    }
+}
+
+/// The operator's input, all checked before anything is collected.
+struct Input {
+    support: Option<Dir>,
+    rules: OperatorRules,
+    rule_set: RuleSet,
+    /// `[dir.bundles]`; none for `--dry-run`, which writes nothing.
+    out: Option<Dir>,
+}
+
+impl Input {
+    fn check(opts: &crate::Options) -> Result<Self> {
         let support = if opts.include.is_empty() && opts.rules.is_none() {
             None
         } else {
@@ -78,148 +115,139 @@ impl opshost_sdk::Operation for SupportBundle {
             }
             Some(dir)
         };
-
-        let now = clock::now();
-        let stamp = clock::stamp(now);
-        let mut c = Collection::default();
-        c.fact("bundle_time", clock::rfc3339(now));
-        c.fact(
-            "plugin",
-            format!("support-bundle {}", env!("CARGO_PKG_VERSION")),
-        );
-        c.section("compose", |c| {
-            collect::compose(c)?;
-            let env = deployment::Env::open()?;
-            if let Some(v) = env.file.value(deployment::VERSION_KEY) {
-                c.fact("agledger_version_env", v.trim().to_string());
-            }
-            Ok(())
-        });
-        c.section("containers", collect::containers);
-        c.section("api", collect::api);
-        c.section("database", database::collect);
-        if let Some(dir) = &support {
-            if !opts.include.is_empty() {
-                c.section("included", |c| collect::included(c, dir, &opts.include));
-            }
-        }
-        if rules.count() > 0 {
-            c.fact("operator_rules", rules.count());
-        }
-        let facts = pretty(&Value::Object(c.facts.clone()));
-        c.add("system/facts.json", facts);
-        let summary = pretty(&c.summary());
-        c.add("collection.json", summary);
-
-        progress::step("redact", None);
-        let problems = std::mem::take(&mut c.problems);
-        let mut left_out = std::mem::take(&mut c.left_out);
-        let mut red = redaction::run(&rule_set, c.items);
-        red.left_out.splice(0..0, left_out.drain(..));
-        let report_json = pretty(&red.report_json());
-        let report_text = red.report_text();
-
-        let root = format!("support-bundle-{stamp}");
-        let mut listing: Vec<(String, usize)> = red
-            .members
-            .iter()
-            .map(|(p, b)| (format!("{root}/{p}"), b.len()))
-            .collect();
-        listing.push((format!("{root}/{REPORT_JSON}"), report_json.len()));
-        listing.push((format!("{root}/{REPORT_TEXT}"), report_text.len()));
-
-        let Some(out) = out else {
-            return Ok(dry_run_report(&listing, &red, &report_text, &problems));
-        };
-        progress::step("pack", None);
-        let name = format!("{root}.tar.gz");
-        if out.stat(&name).is_ok() {
-            return Err(fail(format!(
-                "{name} exists already in [dir.{BUNDLES}]: run again in a second"
-            )));
-        }
-        let mut members: Vec<(String, MemberSource)> = std::mem::take(&mut red.members)
-            .into_iter()
-            .map(|(p, b)| (format!("{root}/{p}"), MemberSource::Bytes(b)))
-            .collect();
-        members.push((
-            format!("{root}/{REPORT_JSON}"),
-            MemberSource::Bytes(report_json),
-        ));
-        members.push((
-            format!("{root}/{REPORT_TEXT}"),
-            MemberSource::Bytes(report_text.into_bytes()),
-        ));
-        let packed = out
-            .pack(&name, &members, true)
-            .context(format!("packing {name}"))?;
-        let size = out.stat(&name).map(|e| e.size).unwrap_or_default();
-
-        let mut report = if problems.is_empty() {
-            Report::ok(format!("{name}: {} files, redacted", packed.len()))
-        } else {
-            Report::attention(format!(
-                "{name}: {} files, redacted; {} part(s) could not be collected",
-                packed.len(),
-                problems.len()
-            ))
-        };
-        report = report
-            .fact("bundle", &name)
-            .fact("size", human_bytes(size))
-            .fact("redactions", red.redactions())
-            .fact("left out", red.left_out.len());
-        for (section, error) in &problems {
-            report = report.fact(format!("not collected: {section}"), error);
-        }
-        Ok(report.data(
-            json!({
-                "bundle": name,
-                "size": size,
-                "members": packed.iter().map(|m| json!({"name": m.name, "size": m.size, "sha256": m.sha256})).collect::<Vec<_>>(),
-                "left_out": red.left_out.iter().map(|(p, w)| json!({"path": p, "why": w})).collect::<Vec<_>>(),
-                "problems": problems.iter().map(|(s, e)| json!({"section": s, "error": e})).collect::<Vec<_>>(),
-                "redaction": red.report_json(),
-            })
-            .to_string(),
-        ))
+        Ok(Self {
+            support,
+            rules,
+            rule_set,
+            out,
+        })
     }
+}
+
+/// Every section; one that fails is recorded and the others go on.
+fn collect_all(opts: &crate::Options, input: &Input, now: i64) -> Collection {
+    let mut c = Collection::default();
+    c.fact("bundle_time", clock::rfc3339(now));
+    c.fact(
+        "plugin",
+        format!("support-bundle {}", env!("CARGO_PKG_VERSION")),
+    );
+    c.section("compose", |c| {
+        collect::compose(c)?;
+        let env = deployment::Env::open()?;
+        if let Some(v) = env.file.value(deployment::VERSION_KEY) {
+            c.fact("agledger_version_env", v.trim().to_string());
+        }
+        Ok(())
+    });
+    c.section("containers", collect::containers);
+    c.section("api", collect::api);
+    c.section("database", database::collect);
+    if let (Some(dir), false) = (&input.support, opts.include.is_empty()) {
+        c.section("included", |c| collect::included(c, dir, &opts.include));
+    }
+    if input.rules.count() > 0 {
+        c.fact("operator_rules", input.rules.count());
+    }
+    let facts = pretty(&Value::Object(c.facts.clone()));
+    c.add("system/facts.json", facts);
+    let summary = pretty(&c.summary());
+    c.add("collection.json", summary);
+    c
+}
+
+/// Pack the members as `name` (atomic in the host) and report it.
+fn write_bundle(
+    out: &Dir,
+    name: &str,
+    members: Vec<(String, Vec<u8>)>,
+    red: &redaction::Outcome,
+) -> Result<Report> {
+    progress::step("pack", None);
+    if out.stat(name).is_ok() {
+        return Err(fail(format!(
+            "{name} exists already in [dir.{BUNDLES}]: run again in a second"
+        )));
+    }
+    let members: Vec<(String, MemberSource)> = members
+        .into_iter()
+        .map(|(p, b)| (p, MemberSource::Bytes(b)))
+        .collect();
+    let packed = out
+        .pack(name, &members, true)
+        .context(format!("packing {name}"))?;
+    let size = out.stat(name).map(|e| e.size).unwrap_or_default();
+    let problems = &red.problems;
+    let mut report = if problems.is_empty() {
+        Report::ok(format!("{name}: {} files, redacted", packed.len()))
+    } else {
+        Report::attention(format!(
+            "{name}: {} files, redacted; {} part(s) could not be collected",
+            packed.len(),
+            problems.len()
+        ))
+    };
+    report = report
+        .fact("bundle", name)
+        .fact("size", human_bytes(size))
+        .fact("redactions", red.redactions())
+        .fact("left out", red.left_out.len());
+    for (section, error) in problems {
+        report = report.fact(format!("not collected: {section}"), error);
+    }
+    let listed: Vec<Value> = packed
+        .iter()
+        .map(|m| json!({"name": m.name, "size": m.size, "sha256": m.sha256}))
+        .collect();
+    Ok(report.data(data(red, listed, json!({"bundle": name, "size": size})).to_string()))
+}
+
+/// `--json` data: the members, what was left out, the problems and the
+/// redaction report, plus `extra`.
+fn data(red: &redaction::Outcome, members: Vec<Value>, extra: Value) -> Value {
+    let mut doc = json!({
+        "members": members,
+        "left_out": red.left_out.iter().map(|(p, w)| json!({"path": p, "why": w})).collect::<Vec<_>>(),
+        "problems": red.problems.iter().map(|(s, e)| json!({"section": s, "error": e})).collect::<Vec<_>>(),
+        "redaction": red.report_json(),
+    });
+    if let (Value::Object(map), Value::Object(more)) = (&mut doc, extra) {
+        map.extend(more);
+    }
+    doc
 }
 
 /// What `--dry-run` shows: every member with its size, and the report.
 fn dry_run_report(
-    listing: &[(String, usize)],
+    members: &[(String, Vec<u8>)],
     red: &redaction::Outcome,
     report_text: &str,
-    problems: &[(String, String)],
 ) -> Report {
     let mut text = format!(
         "dry run: the bundle would hold {} files (nothing written)\n",
-        listing.len()
+        members.len()
     );
-    for (path, size) in listing {
-        text.push_str(&format!("  {path}  ({})\n", human_bytes(*size as u64)));
+    for (path, bytes) in members {
+        text.push_str(&format!(
+            "  {path}  ({})\n",
+            human_bytes(bytes.len() as u64)
+        ));
     }
     text.push_str("redaction report:\n");
     text.push_str(report_text);
-    for (section, error) in problems {
+    for (section, error) in &red.problems {
         text.push_str(&format!("not collected: {section}: {error}\n"));
     }
-    let report = if problems.is_empty() {
+    let report = if red.problems.is_empty() {
         Report::ok(text.trim_end())
     } else {
         Report::attention(text.trim_end())
     };
-    report.data(
-        json!({
-            "dry_run": true,
-            "members": listing.iter().map(|(p, s)| json!({"name": p, "size": s})).collect::<Vec<_>>(),
-            "left_out": red.left_out.iter().map(|(p, w)| json!({"path": p, "why": w})).collect::<Vec<_>>(),
-            "problems": problems.iter().map(|(s, e)| json!({"section": s, "error": e})).collect::<Vec<_>>(),
-            "redaction": red.report_json(),
-        })
-        .to_string(),
-    )
+    let listed: Vec<Value> = members
+        .iter()
+        .map(|(p, b)| json!({"name": p, "size": b.len()}))
+        .collect();
+    report.data(data(red, listed, json!({"dry_run": true})).to_string())
 }
 
 opshost_sdk::plugin!(SupportBundle);

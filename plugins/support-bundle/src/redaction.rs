@@ -14,17 +14,42 @@ pub struct Outcome {
     pub members: Vec<(String, Vec<u8>)>,
     /// (path, why it is not in the bundle).
     pub left_out: Vec<(String, String)>,
+    /// (section, what went wrong) from the collection, redacted: they are
+    /// shown to the operator and travel in the bundle's report.
+    pub problems: Vec<(String, String)>,
     pub report: redact::Report,
 }
 
-pub fn run(rules: &RuleSet, items: Vec<Item>) -> Outcome {
+/// Where the report counts redactions in collection messages.
+const MESSAGES: &str = "(messages)";
+
+/// Redact `items`, and the names in `left_out` and the messages in
+/// `problems` the collection produced, with what every item taught.
+pub fn run(
+    rules: &RuleSet,
+    items: Vec<Item>,
+    left_out: Vec<(String, String)>,
+    problems: Vec<(String, String)>,
+) -> Outcome {
+    let earlier_left_out = left_out;
     let mut redactor = Redactor::new(rules);
     for item in items.iter().filter(|i| !redact::is_archive(&i.bytes)) {
         redactor.learn(&item.path, &item.bytes);
     }
     let names = clean_names(&mut redactor, &items);
+    let mut text = |path: &str, s: &str| match redactor.redact(path, s.as_bytes()) {
+        Redacted::Text(b) => String::from_utf8_lossy(&b).to_string(),
+        Redacted::Binary => "(withheld)".to_string(),
+    };
+    let mut left_out: Vec<(String, String)> = earlier_left_out
+        .iter()
+        .map(|(p, why)| (text(NAMES, p), text(MESSAGES, why)))
+        .collect();
+    let problems = problems
+        .iter()
+        .map(|(s, e)| (text(MESSAGES, s), text(MESSAGES, e)))
+        .collect();
     let mut members = Vec::with_capacity(items.len());
-    let mut left_out = Vec::new();
     for (item, name) in items.into_iter().zip(names.iter().cloned()) {
         if redact::is_archive(&item.bytes) {
             left_out.push((name, "a nested archive: left out unread".into()));
@@ -52,6 +77,7 @@ pub fn run(rules: &RuleSet, items: Vec<Item>) -> Outcome {
     Outcome {
         members,
         left_out,
+        problems,
         report,
     }
 }
@@ -86,11 +112,18 @@ fn clean_names(redactor: &mut Redactor, items: &[Item]) -> Names {
     let mut renamed = std::collections::BTreeMap::new();
     let mut names = Vec::with_capacity(items.len());
     for item in items {
-        let mut name = match redactor.redact(NAMES, item.path.as_bytes()) {
-            Redacted::Text(bytes) => String::from_utf8_lossy(&bytes).replace('\n', " "),
-            // A name that is not text: withheld.
-            Redacted::Binary => "included/(name withheld)".to_string(),
-        };
+        // Component by component: a whole path, slashes and all, reads
+        // like one base64 token to an entropy rule.
+        let mut name = item
+            .path
+            .split('/')
+            .map(|part| match redactor.redact(NAMES, part.as_bytes()) {
+                Redacted::Text(bytes) => String::from_utf8_lossy(&bytes).replace(['\n', '/'], " "),
+                // A name that is not text: withheld.
+                Redacted::Binary => "(name withheld)".to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("/");
         let wanted = name.clone();
         let mut n = 2;
         while !taken.insert(name.clone()) {
@@ -189,6 +222,8 @@ mod tests {
                 item("included/blob.bin", &[0, 1, 2, 0, 255, 0, 7]),
                 item("included/old.tar.gz", &[0x1f, 0x8b, 8, 0, 0, 0]),
             ],
+            vec![],
+            vec![],
         );
         let names: Vec<&str> = out.members.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(names, ["containers/logs/api.log", "compose/.env"]);
@@ -222,7 +257,13 @@ mod tests {
                 item(&format!("included/{secret}.txt"), b"hello\n"),
                 item(&format!("included/{secret}.bin"), &[0, 1, 2]),
             ],
+            vec![(format!("included/{secret}.lnk"), "a symbolic link".into())],
+            vec![(
+                "included".into(),
+                format!("reading included/{secret}.x: denied"),
+            )],
         );
+        assert!(!format!("{:?}", out.problems).contains(secret));
         assert_eq!(out.members.len(), 2);
         assert!(out.members[1].0.starts_with("included/") && out.members[1].0.ends_with(".txt"));
         for name in out
