@@ -312,6 +312,21 @@ fn wait_ready(mode: Mode) {
     }
 }
 
+/// The values docker-compose (v1, the one here) resolves for `key` in the
+/// services' environments: `.env` as compose itself reads it.
+fn compose_values(mode: Mode, key: &str) -> Vec<String> {
+    let out = Command::new("docker-compose")
+        .args(["-p", &mode.project(), "config"])
+        .current_dir(format!("{}/compose", mode.install()))
+        .output()
+        .expect("docker-compose config");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix(&format!("{key}: ")))
+        .map(|v| v.trim_matches(|c| c == '\'' || c == '"').to_string())
+        .collect()
+}
+
 /// Neither output nor audit log carries a secret of `texts`.
 fn assert_no_secret(sb: &Sandbox, outputs: &[&Output], secrets: &[&str]) {
     let audit = sb.audit_text();
@@ -359,6 +374,12 @@ fn api_key_secret_rotation_replaces_only_the_secret_and_proves_itself() {
         ".env: every other byte kept"
     );
     assert!(!after.contains("\nAPI_KEY_SECRET_PREVIOUS="));
+    let compose = compose_values(mode, "API_KEY_SECRET");
+    assert!(
+        !compose.is_empty() && compose.iter().all(|v| *v == new),
+        "docker-compose reads the new secret"
+    );
+    assert!(compose_values(mode, "API_KEY_SECRET_PREVIOUS").is_empty());
     assert_eq!(env_mode(mode), before.env_mode, ".env keeps its mode");
     assert!(!journal_left(&sb));
     // Stored keys were rehashed: the platform key works; a key only the old
@@ -709,6 +730,16 @@ fn vault_signing_key_rotation_signs_new_entries_with_the_new_key_and_old_ones_ve
     );
     assert_eq!(env_mode(mode), before.env_mode);
     assert!(!journal_left(&sb));
+    for (key, value) in [
+        ("VAULT_SIGNING_KEY", &new_key),
+        ("VAULT_SIGNING_KEY_PREVIOUS", &old_key),
+    ] {
+        let compose = compose_values(mode, key);
+        assert!(
+            !compose.is_empty() && compose.iter().all(|v| v == value),
+            "docker-compose reads {key} as written"
+        );
+    }
     // New entries carry the new key; every entry, old and new, verifies.
     assert_eq!(
         list(
