@@ -636,4 +636,29 @@ fn the_upgrade_refuses_on_a_breaking_finding_before_any_change() {
     assert_eq!(fingerprint(mode), data_before);
     assert_eq!(started_at(mode), started_before);
     assert_eq!(health(mode), 200);
+
+    // The operator may leave a check out, loudly; without --yes and a
+    // terminal the upgrade then stops before changing anything anyway.
+    let out = sb.run(
+        &plugin("upgrade"),
+        &["--json", "--timeout", "5m"],
+        &["1.3.3", "--skip-check", "pooler"],
+    );
+    assert_ne!(out.code, OK, "{}", out.combined());
+    assert!(
+        out.combined().contains("SKIPPED (--skip-check pooler)"),
+        "{}",
+        out.combined()
+    );
+    let error = result_json(&out)["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(!error.contains("doctor found"), "{error}");
+    assert_eq!(
+        std::fs::read(env.path().join(".env")).expect(".env"),
+        env_before
+    );
+    assert_eq!(fingerprint(mode), data_before);
+    assert_eq!(started_at(mode), started_before);
 }

@@ -8,9 +8,16 @@
 use agledger_ops::doctor::{self, Settings, Status};
 use opshost_sdk::{fail, progress, Result};
 
-pub fn preflight() -> Result<()> {
+pub fn preflight(skip: &[String]) -> Result<()> {
+    for name in skip {
+        progress::warn(&format!(
+            "the doctor's {name} check is SKIPPED (--skip-check {name}): what it would have found can make \
+             this upgrade fail half-way"
+        ));
+    }
     let checks: Vec<_> = doctor::UPGRADE_CHECKS
         .iter()
+        .filter(|name| !skip.iter().any(|s| s == *name))
         .filter_map(|name| doctor::find(name))
         .collect();
     let mut blocking = Vec::new();
@@ -38,7 +45,8 @@ pub fn preflight() -> Result<()> {
     }
     Err(fail(format!(
         "upgrade refused: the doctor found what would make it fail:\n{}\nNothing was changed. Put these right \
-         (opshost run doctor.wasm explains every check), then upgrade again",
+         (opshost run doctor.wasm explains every check), then upgrade again; or, if you know better than \
+         the check, leave it out with --skip-check NAME",
         blocking.join("\n")
     )))
 }

@@ -25,6 +25,7 @@ pub const USAGE: &str = "usage: opshost run upgrade.wasm -- VERSION [--yes] [--s
   --keep N            backups kept by the pre-upgrade backup's retention (default 7)
   --recover           undo an upgrade that was interrupted (or stopped by --no-auto-rollback)
   --resume            go on with an interrupted upgrade from the step it was in
+  --skip-check NAME   leave one of the doctor's checks out of the upgrade's preflight (repeat; loudly warned)
 Before anything changes it runs the doctor's checks (as opshost run doctor.wasm does, backups aside) and
 refuses on a finding that would make it fail (a transaction-mode pooler, an API not ready, a database session
 that cannot open, a preflight failure it does not fix itself); other findings are printed as warnings.
@@ -42,6 +43,8 @@ pub struct Options {
     pub recover: bool,
     pub resume: bool,
     pub help: bool,
+    /// Doctor checks the operator left out (`--skip-check`).
+    pub skip_checks: Vec<String>,
 }
 
 pub fn parse(args: &[String]) -> Result<Options, String> {
@@ -55,6 +58,7 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
         recover: false,
         resume: false,
         help: false,
+        skip_checks: Vec::new(),
     };
     let mut it = args.iter();
     let number = |flag: &str, value: Option<&String>| -> Result<u64, String> {
@@ -72,6 +76,18 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
             "--recover" => opts.recover = true,
             "--resume" => opts.resume = true,
             "--help" | "-h" => opts.help = true,
+            "--skip-check" => {
+                let name = it
+                    .next()
+                    .ok_or("--skip-check needs a check name, e.g. pooler")?;
+                if !agledger_ops::doctor::UPGRADE_CHECKS.contains(&name.as_str()) {
+                    return Err(format!(
+                        "--skip-check {name:?}: the upgrade's checks are {}",
+                        agledger_ops::doctor::UPGRADE_CHECKS.join(", ")
+                    ));
+                }
+                opts.skip_checks.push(name.clone());
+            }
             "--ready-within" => opts.ready_within_s = number(arg, it.next())?,
             "--keep" => {
                 opts.keep =
@@ -124,5 +140,11 @@ mod tests {
         assert!(p(&["--recover", "1.3.3"]).is_err());
         assert!(p(&["--recover"]).is_ok());
         assert!(p(&["1.3.3", "--ready-within", "0"]).is_err());
+        assert_eq!(
+            p(&["1.3.3", "--skip-check", "pooler"]).map(|o| o.skip_checks),
+            Ok(vec!["pooler".to_string()])
+        );
+        assert!(p(&["1.3.3", "--skip-check", "backups"]).is_err());
+        assert!(p(&["1.3.3", "--skip-check"]).is_err());
     }
 }

@@ -114,7 +114,7 @@ fn upgrade(dir: &Dir, opts: &Options) -> Result<Report> {
     }
 
     // The doctor first: refuse what would break the upgrade before anything changes.
-    crate::doctor::preflight()?;
+    crate::doctor::preflight(&opts.skip_checks)?;
 
     let stamp = clock::stamp(clock::now());
     let mut state = State {
