@@ -22,7 +22,7 @@ export OPSHOST_TEST_STANDIN_EXT=$OPSHOST_TEST_STANDIN-ext OPSHOST_TEST_STANDIN_E
 # --no-fail-fast: one failing test binary must not hide the others' results.
 log=$(mktemp /tmp/opshost-tests.XXXXXX)
 set +e
-cargo test --release --no-fail-fast -p opshost -p agledger-ops -p opshost-sdk -p backup -p restore -p upgrade -p rollback -p vault-scan -p agledger-standin "$@" 2>&1 | tee "$log"
+cargo test --release --no-fail-fast -p opshost -p agledger-ops -p opshost-sdk -p backup -p restore -p upgrade -p rollback -p rotate -p support-bundle -p doctor -p vault-scan -p agledger-standin "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # One line for the whole run: cargo prints a result per test binary, and the
