@@ -11,6 +11,9 @@ pub const CHECK: Check = Check {
     run,
 };
 
+/// The name the host gives a replaced container it keeps for an undo.
+const PREVIOUS: &str = "_opshost_previous_";
+
 const FIX_READY: &str = "look at the API's log (docker compose logs --tail 100 agledger-api) and at the database it names \
      (DATABASE_URL, or the postgres service): /health/ready is 503 while the database is unreachable";
 
@@ -61,7 +64,11 @@ fn run(_: &Settings) -> Result<Vec<Finding>> {
     }
     let containers = container::list(CONTAINERS)?;
     for service in [API, WORKER] {
-        let mine: Vec<_> = containers.iter().filter(|c| c.service == service).collect();
+        // A replaced container kept (stopped) for an undo is not a replica.
+        let mine: Vec<_> = containers
+            .iter()
+            .filter(|c| c.service == service && !c.name.contains(PREVIOUS))
+            .collect();
         if mine.is_empty() {
             found.push(
                 Finding::error(
