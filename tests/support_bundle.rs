@@ -371,6 +371,17 @@ fn no_seeded_secret_survives_anywhere_and_non_secrets_stay() {
     let sb = sandbox(mode);
     {
         let (seeded, _env_guard, _schema_guard) = seed_everything(&sb, mode);
+        // The check itself finds what it looks for: every secret seeded
+        // into .env is there, whole and as a 16-character piece.
+        let seeded_env = std::fs::read(format!("{}/compose/.env", mode.install())).expect(".env");
+        for (kind, secret) in seeded.secrets.iter().take(10) {
+            assert!(leak(secret, &seeded_env).is_some(), "{kind} was not seeded");
+            let piece = &secret[secret.len().saturating_sub(16)..];
+            assert!(
+                leak(secret, format!("..{piece}..").as_bytes()).is_some(),
+                "{kind}: a piece"
+            );
+        }
 
         // --dry-run: the list and the report, nothing written, no secret shown.
         let dry = sb.run(
