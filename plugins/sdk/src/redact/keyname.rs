@@ -1,7 +1,8 @@
 //! Values of keys whose name says "secret": `*PASSWORD*`, `*SECRET*`,
 //! `*TOKEN*`, `*KEY*`, `*SIGNING*`, `*AUTH*`, `*CREDENTIAL*`, `*LICENSE*`
 //! (any case) in .env lines (`export`, quotes, commented out), JSON (also
-//! escaped JSON inside JSON), YAML, logfmt and HTTP headers.
+//! escaped JSON inside JSON), YAML, logfmt, HTTP headers and command-line
+//! flags (`--password value`).
 //!
 //! Kept: values that are paths (`*_FILE=/run/secrets/x`), numbers and
 //! durations, versions, booleans, `${VAR}` references, empty values, and keys
@@ -159,7 +160,8 @@ impl Detector for KeyName {
                     .take_while(|&&c| is_key_byte(c))
                     .count();
             done = ke;
-            let Some(value) = value_after(text, ke) else {
+            let value = value_after(text, ke).or_else(|| flag_value(text, ks, ke));
+            let Some(value) = value else {
                 continue;
             };
             done = value.end.max(ke);
@@ -178,6 +180,19 @@ impl Detector for KeyName {
             });
         }
     }
+}
+
+/// `--password value` / `--api-token value` on a command line (`ps`,
+/// `docker inspect` Args): the next word.
+fn flag_value(t: &[u8], ks: usize, ke: usize) -> Option<Range<usize>> {
+    if !t[ks..].starts_with(b"--") || t.get(ke) != Some(&b' ') {
+        return None;
+    }
+    let len = t[ke + 1..]
+        .iter()
+        .take_while(|&&c| !is_value_end(c))
+        .count();
+    (len > 0 && t[ke + 1] != b'-').then_some(ke + 1..ke + 1 + len)
 }
 
 fn is_key_byte(c: u8) -> bool {

@@ -108,3 +108,11 @@ fn entropy_sampling_finds_every_long_token() {
         }
     }
 }
+
+#[test]
+fn command_line_flags_and_prose() {
+    let out = redact_one("ps: pg_dump --password Hx7kQ2pLm9 --host db.internal --verbose\nnote: the key: it is here\n");
+    assert!(!out.contains("Hx7kQ2pLm9"), "{out}");
+    assert!(out.contains("--host db.internal --verbose"), "{out}");
+    assert!(out.contains("the key: it is here"), "{out}");
+}
