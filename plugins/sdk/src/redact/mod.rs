@@ -21,7 +21,7 @@
 //! file (a secret met in file 9 is then redacted in file 1 too).
 use std::collections::{BTreeSet, HashMap};
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, Input, MatchKind};
 
 mod binary;
 mod entropy;
@@ -59,6 +59,7 @@ pub struct RuleSet {
     keywords: AhoCorasick,
     /// keyword pattern index -> indices into `line`.
     keyword_rules: Vec<Vec<u16>>,
+    longest_keyword: usize,
     /// Run over the whole file.
     whole: Vec<Box<dyn Detector>>,
     operator_literals: Vec<Vec<u8>>,
@@ -150,24 +151,30 @@ impl RuleSet {
         for d in &self.whole {
             d.find(data, &mut spans);
         }
-        let mut line: Option<(usize, usize)> = None;
+        // The first keyword of a line by a plain (non-overlapping) search,
+        // then every keyword of that line by an overlapping one from a
+        // little before it: overlapping search costs about twice as much,
+        // and most of a log is lines without any keyword.
+        let n = data.len();
+        let mut pos = 0;
         let mut todo: Vec<u16> = Vec::new();
-        for m in self.keywords.find_overlapping_iter(data) {
-            let pos = m.start();
-            if let Some((s, e)) = line {
-                if pos < e {
-                    todo.extend_from_slice(&self.keyword_rules[m.pattern().as_usize()]);
-                    continue;
-                }
-                self.run_line(data, s, e, &mut todo, &mut spans);
+        while pos < n {
+            let Some(m) = self.keywords.find(Input::new(data).span(pos..n)) else {
+                break;
+            };
+            let s = memchr::memrchr(b'\n', &data[..m.start()]).map_or(0, |i| i + 1);
+            let e = memchr::memchr(b'\n', &data[m.start()..]).map_or(n, |i| m.start() + i);
+            // Every other keyword ends at or after this one's end (the plain
+            // search reports the earliest end), so it starts no earlier than:
+            let from = m.end().saturating_sub(self.longest_keyword).max(s);
+            for k in self
+                .keywords
+                .find_overlapping_iter(Input::new(data).span(from..e))
+            {
+                todo.extend_from_slice(&self.keyword_rules[k.pattern().as_usize()]);
             }
-            let s = memchr::memrchr(b'\n', &data[..pos]).map_or(0, |i| i + 1);
-            let e = memchr::memchr(b'\n', &data[pos..]).map_or(data.len(), |i| pos + i);
-            line = Some((s, e));
-            todo.extend_from_slice(&self.keyword_rules[m.pattern().as_usize()]);
-        }
-        if let Some((s, e)) = line {
             self.run_line(data, s, e, &mut todo, &mut spans);
+            pos = e + 1;
         }
         // A marker from an earlier redaction is not a secret (redacting
         // twice changes nothing, and a marker is never learned).
@@ -246,7 +253,9 @@ impl Builder {
             .kind(Some(AhoCorasickKind::DFA))
             .build(&words)
             .map_err(|e| format!("cannot build the keyword automaton: {e}"))?;
+        let longest_keyword = words.iter().map(String::len).max().unwrap_or(0);
         Ok(RuleSet {
+            longest_keyword,
             names: self.names,
             line: self.line,
             keywords,
