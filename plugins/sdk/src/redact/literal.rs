@@ -98,6 +98,8 @@ fn percent_decode(v: &[u8]) -> Vec<u8> {
     out
 }
 
+const DFA_MAX_VALUES: usize = 2000;
+
 /// The literal pass: one automaton over every value (longest match wins).
 pub(crate) struct Literals {
     ac: AhoCorasick,
@@ -111,7 +113,11 @@ impl Literals {
         }
         let ac = AhoCorasick::builder()
             .match_kind(MatchKind::LeftmostLongest)
-            .kind(Some(AhoCorasickKind::DFA))
+            // A full DFA is the fastest search but its size grows with the
+            // patterns' total length times the alphabet: past a few thousand
+            // values (a log full of distinct session tokens) let the crate
+            // pick its compact NFA so memory stays bounded.
+            .kind((values.len() <= DFA_MAX_VALUES).then_some(AhoCorasickKind::DFA))
             .build(values.iter().map(|(v, _)| v))
             .ok()?;
         Some(Literals {

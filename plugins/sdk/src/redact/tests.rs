@@ -116,3 +116,25 @@ fn command_line_flags_and_prose() {
     assert!(out.contains("--host db.internal --verbose"), "{out}");
     assert!(out.contains("the key: it is here"), "{out}");
 }
+
+#[test]
+fn many_distinct_secrets_stay_bounded() {
+    // 20 000 distinct tokens learned (a log of unique session ids): the
+    // literal automaton must build and find each one without a huge DFA.
+    let rules = RuleSet::builtin().expect("builtin");
+    let mut text = String::new();
+    for i in 0..20_000u32 {
+        text.push_str(&format!(
+            "session_token=Tk{i:06}xQ9mZ{:08x}\n",
+            i.wrapping_mul(2_654_435_761)
+        ));
+    }
+    let mut r = Redactor::new(&rules);
+    r.learn("a.log", text.as_bytes());
+    let again = text.replace("session_token=", "seen ");
+    let Redacted::Text(out) = r.redact("b.log", again.as_bytes()) else {
+        panic!("binary")
+    };
+    let out = String::from_utf8(out).expect("utf8");
+    assert_eq!(out.matches("[REDACTED:seen-elsewhere]").count(), 20_000);
+}
