@@ -52,8 +52,6 @@ const NOT_SECRET_KEYS: &[&str] = &[
 pub(crate) struct KeyName {
     rule: RuleId,
     words: AhoCorasick,
-    number: Regex,
-    version: Regex,
     env_ref: Regex,
     lower_word: Regex,
     caps_name: Regex,
@@ -70,8 +68,6 @@ impl KeyName {
                 .kind(Some(AhoCorasickKind::DFA))
                 .build(KEYWORDS)
                 .map_err(|e| format!("key-name rule: {e}"))?,
-            number: re(r"^-?[0-9]+(?:\.[0-9]+)?(?i:ms|s|m|h|d|w|kb|mb|gb|k|%)?$")?,
-            version: re(r"^v?[0-9]+(?:\.[0-9]+)+(?:[-+][0-9A-Za-z.\-]+)?$")?,
             env_ref: re(r"^(?:\$\{?[A-Za-z_][A-Za-z0-9_]*(?::?-[^}]*)?\}?|%[A-Za-z_]+%)$")?,
             lower_word: re(r"^[a-z]+(?:[-_ ][a-z]+)*$")?,
             caps_name: re(r"^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+$")?,
@@ -118,9 +114,7 @@ impl KeyName {
         }
         // Each regex only where its first byte fits (they run on most lines).
         let first = value[0];
-        if (first.is_ascii_digit() || first == b'-' || first == b'v')
-            && (self.number.is_match(value) || self.version.is_match(value))
-        {
+        if is_number(value) || is_version(value) {
             return true;
         }
         if matches!(first, b'$' | b'%') && self.env_ref.is_match(value) {
@@ -193,6 +187,65 @@ fn flag_value(t: &[u8], ks: usize, ke: usize) -> Option<Range<usize>> {
         .take_while(|&&c| !is_value_end(c))
         .count();
     (len > 0 && t[ke + 1] != b'-').then_some(ke + 1..ke + 1 + len)
+}
+
+fn digits(v: &[u8]) -> usize {
+    v.iter().take_while(|c| c.is_ascii_digit()).count()
+}
+
+/// `-?[0-9]+(\.[0-9]+)?` with an optional unit: `3600`, `1.5`, `30s`, `512MB`, `80%`.
+/// By hand, not regex: this runs for most values in a log.
+fn is_number(v: &[u8]) -> bool {
+    let mut i = usize::from(v.first() == Some(&b'-'));
+    let n = digits(&v[i..]);
+    if n == 0 {
+        return false;
+    }
+    i += n;
+    if v.get(i) == Some(&b'.') {
+        let f = digits(&v[i + 1..]);
+        if f == 0 {
+            return false;
+        }
+        i += 1 + f;
+    }
+    let unit = v[i..].to_ascii_lowercase();
+    matches!(
+        unit.as_slice(),
+        b"" | b"ms" | b"s" | b"m" | b"h" | b"d" | b"w" | b"kb" | b"mb" | b"gb" | b"k" | b"%"
+    )
+}
+
+/// `v?[0-9]+(\.[0-9]+)+([-+][0-9A-Za-z.-]+)?`: `1.3.2`, `v2.0.1-rc.1+build.5`.
+fn is_version(v: &[u8]) -> bool {
+    let mut i = usize::from(v.first() == Some(&b'v'));
+    let n = digits(&v[i..]);
+    if n == 0 {
+        return false;
+    }
+    i += n;
+    let mut parts = 0;
+    while v.get(i) == Some(&b'.') {
+        let d = digits(&v[i + 1..]);
+        if d == 0 {
+            return false;
+        }
+        i += 1 + d;
+        parts += 1;
+    }
+    if parts == 0 {
+        return false;
+    }
+    match v.get(i) {
+        None => true,
+        Some(b'-' | b'+') => {
+            i + 1 < v.len()
+                && v[i + 1..]
+                    .iter()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'+'))
+        }
+        Some(_) => false,
+    }
 }
 
 fn is_key_byte(c: u8) -> bool {

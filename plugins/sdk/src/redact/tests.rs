@@ -138,3 +138,19 @@ fn many_distinct_secrets_stay_bounded() {
     let out = String::from_utf8(out).expect("utf8");
     assert_eq!(out.matches("[REDACTED:seen-elsewhere]").count(), 20_000);
 }
+
+#[test]
+fn numbers_and_versions_by_hand() {
+    for v in ["3600", "-1", "1.5", "30s", "512MB", "80%", "100ms"] {
+        let out = redact_one(&format!("token_limit={v}\n"));
+        assert!(out.contains(&format!("={v}")), "{v}: {out}");
+    }
+    for v in ["1.3.2", "v2.0.1-rc.1+build.5"] {
+        let out = redact_one(&format!("license_release={v}\n"));
+        assert!(out.contains(&format!("={v}")), "{v}: {out}");
+    }
+    for v in ["12ab34cd", "1.2x", "1.", "v1", "30sec1"] {
+        let out = redact_one(&format!("api_token={v}\n"));
+        assert!(!out.contains(&format!("={v}")), "{v}: {out}");
+    }
+}
