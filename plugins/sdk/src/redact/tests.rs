@@ -1,3 +1,4 @@
+use super::redactor::merge;
 use super::*;
 
 fn redact_one(text: &str) -> String {
