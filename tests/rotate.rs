@@ -59,7 +59,7 @@ fn sandbox(mode: Mode, with_key: bool) -> Sandbox {
     std::fs::create_dir_all(sb.path("backups")).expect("backups");
     sb.write_policy(
         "[[plugin]]\nvendor = \"opshost\"\nname = \"rotate\"\nallow = [\"fs=backups:rw\", \"fs=compose:rw\", \
-         \"container=agledger:inspect,logs,recreate,run\", \"http=api/health:GET\", \"http=api/v1/auth/me:GET\", \
+         \"container=agledger:logs,recreate,run\", \"http=api/health:GET\", \"http=api/v1/auth/me:GET\", \
          \"db=agledger:read\"]\n",
     );
     sb
@@ -176,6 +176,7 @@ struct Before {
     hashes: String,
     signing_keys: String,
     fingerprint: String,
+    version: String,
     ids: [(&'static str, &'static str, String); 4],
     restored: bool,
 }
@@ -199,6 +200,7 @@ impl Before {
             hashes: list(mode, HASHES),
             signing_keys: list(mode, SIGNING_KEYS),
             fingerprint: fingerprint(mode),
+            version: running_version(mode),
             ids: [
                 ("vault_entries", "mandate_id", ids("mandates", "id")),
                 ("mandates", "id", ids("mandates", "id")),
@@ -257,6 +259,11 @@ impl Before {
         assert_eq!(env_mode(mode), self.env_mode, "{what}: .env mode");
         assert_eq!(health(mode), 200, "{what}: healthy");
         assert_eq!(
+            running_version(mode),
+            self.version,
+            "{what}: the same release runs"
+        );
+        assert_eq!(
             auth_status(mode, &platform_key(mode)),
             200,
             "{what}: the platform key works"
@@ -300,6 +307,21 @@ impl Drop for Before {
             self.restore();
         }
     }
+}
+
+/// The version /health reports.
+fn running_version(mode: Mode) -> String {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "5",
+            &format!("http://{}/health", mode.api()),
+        ])
+        .output()
+        .expect("curl");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["version"].as_str().unwrap_or_default().to_string()
 }
 
 fn wait_ready(mode: Mode) {

@@ -35,7 +35,7 @@ pub const USAGE: &str = "usage: opshost run rotate.wasm -- api-key-secret|vault-
 The API key rotation proves itself with the operator's API key: set
 [http.api] bearer_token_file = \"PATH\" in the opshost config (a file holding a platform key).
 Grants: fs=backups:rw (journal, lock), fs=compose:rw (compose/.env),
-container=agledger:inspect,logs,recreate,run, http=api/health:GET, http=api/v1/auth/me:GET,
+container=agledger:logs,recreate,run, http=api/health:GET, http=api/v1/auth/me:GET,
 db=agledger:read (vault-signing-key: the key registry and the vault scan).
 Exit codes: 0 rotated (or nothing to do), 1 failed (the message says what state things are in), 2 usage.";
 

@@ -20,7 +20,7 @@ opshost_sdk::manifest! {
     requests: [
         ("fs=backups:rw", "the rotation's journal and the deployment lock"),
         ("fs=compose:rw", "reads and edits compose/.env (the secrets), atomically, keeping every other byte"),
-        ("container=agledger:inspect,logs,recreate,run", "recreates agledger-api and -worker with the new secret; runs rehash-api-keys in a one-off container"),
+        ("container=agledger:logs,recreate,run", "recreates agledger-api and -worker with the new secret; runs rehash-api-keys in a one-off container; logs: the last lines of a service that does not come up (no inspect: its environment would show secrets)"),
         ("http=api/health:GET", "waits for /health/ready after each recreate"),
         ("http=api/v1/auth/me:GET", "proves the operator's API key authenticates before, during and after the rotation"),
         ("db=agledger:read", "vault-signing-key: checks the active key row and scans the vault"),
