@@ -9,7 +9,7 @@
 //! whose last word names a setting rather than a secret (`*_FILE`, `*_PATH`,
 //! `*_MODE`, `*_TTL`, `*_ID`, `*_URL`, ...; a password inside a URL is the URL
 //! redactor's job). For the weaker words (key, token, auth, signing, license)
-//! a plain lowercase word (`AUTH_PROVIDER=oidc`) or an upper-case name with
+//! one or two short lowercase words (`AUTH_PROVIDER=oidc`) or an upper-case name with
 //! underscores (`"key": "API_KEY_SECRET"`) is a setting too; for password,
 //! secret, credential and passphrase it never is.
 use std::ops::Range;
@@ -17,7 +17,7 @@ use std::ops::Range;
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use regex::bytes::Regex;
 
-use super::{Detector, RuleId, Span};
+use super::{entropy, Detector, RuleId, Span};
 
 #[rustfmt::skip]
 pub(crate) const KEYWORDS: &[&str] = &[
@@ -69,7 +69,9 @@ impl KeyName {
                 .build(KEYWORDS)
                 .map_err(|e| format!("key-name rule: {e}"))?,
             env_ref: re(r"^(?:\$\{?[A-Za-z_][A-Za-z0-9_]*(?::?-[^}]*)?\}?|%[A-Za-z_]+%)$")?,
-            lower_word: re(r"^[a-z]+(?:[-_ ][a-z]+)*$")?,
+            // One or two short words (`oidc`, `round-robin`): a setting. Longer or
+            // more words may be a passphrase (`correct-horse-battery-staple`).
+            lower_word: re(r"^[a-z]{1,10}(?:[-_ ][a-z]{1,10})?$")?,
             caps_name: re(r"^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+$")?,
         })
     }
@@ -120,11 +122,13 @@ impl KeyName {
         if matches!(first, b'$' | b'%') && self.env_ref.is_match(value) {
             return true;
         }
-        if value.starts_with(b"/")
+        // A path, unless it is random as a whole (base64 may start with '/').
+        if (value.starts_with(b"/")
             || value.starts_with(b"./")
             || value.starts_with(b"../")
             || value.starts_with(b"~/")
-            || value.starts_with(b"file:")
+            || value.starts_with(b"file:"))
+            && !entropy::secret_like(value)
         {
             return true;
         }

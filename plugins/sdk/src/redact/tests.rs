@@ -155,3 +155,16 @@ fn numbers_and_versions_by_hand() {
         assert!(!out.contains(&format!("={v}")), "{v}: {out}");
     }
 }
+
+#[test]
+fn lowercase_settings_kept_passphrases_not() {
+    let out = redact_one("auth: oidc\ntoken_mode: round-robin\nauth_phrase: correct-horse-battery-staple\napi_token: fed-memqgqgqczoc\n");
+    assert!(
+        out.contains("auth: oidc") && out.contains("token_mode: round-robin"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("correct-horse") && !out.contains("memqgqgqczoc"),
+        "{out}"
+    );
+}
