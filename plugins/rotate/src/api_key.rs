@@ -217,7 +217,9 @@ fn create(_: &mut ApiKey) -> Result<()> {
             Change::Set(SECRET.into(), new.clone()),
         ],
         &[(SECRET, Some(&new)), (PREVIOUS, Some(&current))],
-    )
+    )?;
+    progress::info("create: compose/.env now holds the new secret and the previous one");
+    Ok(())
 }
 
 /// Undo "create": the previous secret back as the secret, its line gone.
