@@ -70,6 +70,25 @@ fn env_copy(mode: Mode, edit: impl Fn(&str) -> String) -> tempfile::TempDir {
     dir
 }
 
+/// The `.env` without a live AGLEDGER_IMAGE_PIN: a rollback leaves one
+/// (the vendor's rollback pins the previous release), which the stand-in's
+/// compose file does not apply, so a container compose recreated runs the
+/// tag beside it (README of tests/standin): the image-pin check's problem.
+fn without_pin(text: &str) -> String {
+    text.lines()
+        .map(|l| {
+            let live = l.trim_start().trim_start_matches("export ").trim_start();
+            if live.starts_with("AGLEDGER_IMAGE_PIN=") {
+                format!("# {l}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
 /// The `.env` with DATABASE_URL replaced (the last live line).
 fn with_database_url(text: &str, url: &str) -> String {
     let mut out: Vec<String> = text
@@ -218,7 +237,8 @@ fn help_and_bad_arguments() {
 fn healthy_deployments_pass() {
     let _lock = deployment_lock();
     for mode in [Mode::Bundled, Mode::External] {
-        let sb = sandbox(mode, None);
+        let env = env_copy(mode, without_pin);
+        let sb = sandbox(mode, Some(env.path()));
         let out = doctor(&sb, &[]);
         assert_eq!(out.code, ATTENTION, "{mode:?}: {}", out.combined());
         for name in [
@@ -524,9 +544,11 @@ fn a_pin_that_is_not_what_runs() {
 
     // The deployment runs the tag; a pin (of the same image, even) means
     // the next recreate switches to it.
-    let env = env_copy(mode, |t| format!("{t}AGLEDGER_IMAGE_PIN={pin}\n"));
+    let env = env_copy(mode, |t| {
+        format!("{}AGLEDGER_IMAGE_PIN={pin}\n", without_pin(t))
+    });
     let out = doctor(&sandbox(mode, Some(env.path())), &["--check", "image-pin"]);
-    let f = finding(&out, "image-pin", "error");
+    let f = finding(&out, "image-pin", "warning");
     assert!(
         text(&f).contains(&pin) && text(&f).contains(&image),
         "{}",
@@ -540,7 +562,8 @@ fn a_pin_that_is_not_what_runs() {
     let f = finding(&out, "image-pin", "error");
     assert!(text(&f).contains("not an image digest"), "{}", text(&f));
 
-    let out = doctor(&sandbox(mode, None), &["--check", "image-pin"]);
+    let env = env_copy(mode, without_pin);
+    let out = doctor(&sandbox(mode, Some(env.path())), &["--check", "image-pin"]);
     assert_eq!(out.code, OK, "{}", out.combined());
 }
 

@@ -66,14 +66,20 @@ fn assess(pin: &str, version: Option<&str>, running: &str, reported: &str) -> Ve
             _ => vec![],
         };
     }
-    vec![Finding::error(
-        format!("{PIN_KEY} is not the image agledger-api runs"),
+    // Whether that digest is the image the tag named cannot be told from
+    // here (the container records the reference it was created from), so
+    // this is a warning: the next recreate may change the release.
+    vec![Finding::warning(
+        format!("{PIN_KEY} is not the image reference agledger-api was created from"),
         format!(
             "compose/.env pins {pin}; agledger-api runs {running}{}: the next recreate (docker compose up -d) \
-             switches to the pinned image",
+             runs the pinned image, which is another release unless that digest is what the tag named",
             version.map(|v| format!(" ({VERSION_KEY}={v})")).unwrap_or_default()
         ),
-        fix_pin,
+        format!(
+            "recreate the services so that they run the pin (docker compose up -d), after checking that the pin is \
+             the release you want; or {fix_pin}"
+        ),
     )]
 }
 
@@ -100,6 +106,9 @@ mod tests {
         assert!(super::assess(&pin, Some("1.3.2"), &pin, "1.3.2").is_empty());
         assert!(super::assess(&pin, Some("latest"), &pin, "1.3.2").is_empty());
         let other = super::assess(&pin, Some("1.3.2"), "r/agledger:1.3.2", "");
-        assert!(other[0].title.contains("not the image agledger-api runs"));
+        assert!(other[0]
+            .title
+            .contains("not the image reference agledger-api was created from"));
+        assert_eq!(other[0].severity, super::super::Severity::Warning);
     }
 }
