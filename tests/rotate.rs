@@ -469,6 +469,14 @@ fn between_the_steps_both_secrets_authenticate_and_after_the_finish_only_the_new
         "{error}"
     );
 
+    let plan = rotate(&sb, &["api-key-secret", "--plan"]);
+    assert_eq!(plan.code, ATTENTION, "{}", plan.combined());
+    assert!(
+        plan.stdout.contains("did not finish"),
+        "{}",
+        plan.combined()
+    );
+
     let out = rotate(&sb, &["api-key-secret", "--resume"]);
     assert_eq!(out.code, OK, "{}", out.combined());
     let after = env_text(mode);

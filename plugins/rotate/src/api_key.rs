@@ -133,6 +133,10 @@ fn plan() -> Result<Report> {
         "Rotate API_KEY_SECRET (nothing is changed by --plan):",
         PLAN,
     );
+    if let Some(note) = operation::interrupted_note(&KIND) {
+        return Ok(Report::attention(format!("{text}\n{note}"))
+            .data(json!({ "plan": operation::plan_data(PLAN), "ready": false }).to_string()));
+    }
     let (report, ready) = match preconditions() {
         Ok(_) => (
             Report::ok(format!("{text}\nReady: every precondition holds")),

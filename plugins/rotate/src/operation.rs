@@ -127,6 +127,17 @@ fn recover<C: State>(kind: &Kind<C>, dir: &Dir, interrupted: Interrupted<C>) -> 
     }
 }
 
+/// For `--plan`: an interrupted run of this kind, in words (read without
+/// the lock: the plan changes nothing, and says only what it saw).
+pub fn interrupted_note<C: State>(kind: &Kind<C>) -> Option<String> {
+    let dir = backups().ok()?;
+    let interrupted = kind.runbook.interrupted(&dir).ok()??;
+    Some(format!(
+        "a {} started {} did not finish (stopped at \"{}\"): a new one is refused until `{}` or `{}`",
+        kind.what, interrupted.started_at, interrupted.at, kind.recover, kind.resume
+    ))
+}
+
 /// The steps, numbered, each with what it changes.
 pub fn plan_text(title: &str, steps: &[(&str, &str)]) -> String {
     let mut lines = vec![title.to_string()];

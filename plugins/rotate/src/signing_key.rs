@@ -149,6 +149,10 @@ fn plan() -> Result<Report> {
         "Rotate VAULT_SIGNING_KEY (nothing is changed by --plan):",
         PLAN,
     );
+    if let Some(note) = operation::interrupted_note(&KIND) {
+        return Ok(Report::attention(format!("{text}\n{note}"))
+            .data(json!({ "plan": operation::plan_data(PLAN), "ready": false }).to_string()));
+    }
     let (report, ready) = match preconditions(120) {
         Ok(s) => (
             Report::ok(format!(
