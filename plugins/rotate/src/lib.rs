@@ -37,7 +37,9 @@ The API key rotation proves itself with the operator's API key: set
 Grants: fs=backups:rw (journal, lock), fs=compose:rw (compose/.env),
 container=agledger:logs,recreate,run, http=api/health:GET, http=api/v1/auth/me:GET,
 db=agledger:read (vault-signing-key: the key registry and the vault scan).
-Exit codes: 0 rotated (or nothing to do), 1 failed (the message says what state things are in), 2 usage.";
+Exit codes: 0 rotated, recovered, or a plan that can run; 6 a plan that would be refused now (the reason is
+printed); 1 failed or a bad argument (the message says what state things are in and what recovers);
+2 a bad opshost command line, config or policy; 3 a grant missing.";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Subject {
