@@ -108,12 +108,11 @@ impl KeyName {
         ) {
             return true;
         }
-        // The one regex left here only runs where its first byte fits.
-        let first = value[0];
         if is_number(value) || is_version(value) {
             return true;
         }
-        if matches!(first, b'$' | b'%') && self.env_ref.is_match(value) {
+        // The one regex left here, only where its first byte fits.
+        if matches!(value[0], b'$' | b'%') && self.env_ref.is_match(value) {
             return true;
         }
         // A path, unless it is random as a whole (base64 may start with '/').
