@@ -46,14 +46,15 @@ impl Detector for Entropy {
                 p += MIN_LEN;
                 continue;
             }
-            let mut start = p;
-            while start > done && TOKEN[text[start - 1] as usize] {
-                start -= 1;
-            }
-            let mut end = p + 1;
-            while end < n && TOKEN[text[end] as usize] {
-                end += 1;
-            }
+            // Iterators, not indexing: no bounds check per byte (it shows in wasm).
+            let start = text[done..p]
+                .iter()
+                .rposition(|&c| !TOKEN[c as usize])
+                .map_or(done, |i| done + i + 1);
+            let mut end = text[p..]
+                .iter()
+                .position(|&c| !TOKEN[c as usize])
+                .map_or(n, |i| p + i);
             let mut pad = 0;
             while pad < 2 && end < n && text[end] == b'=' {
                 end += 1;

@@ -234,15 +234,17 @@ pub fn bench_stages(rules: &RuleSet, data: &[u8]) -> Vec<(&'static str, f64)> {
     let mut n = 0;
     let keywords = time(&mut || n = rules.keywords.find_overlapping_iter(data).count());
     let mut v = Vec::new();
-    let whole = time(&mut || {
-        for d in &rules.whole {
-            d.find(data, &mut v);
-        }
-    });
+    let mut each = Vec::new();
+    for d in &rules.whole {
+        each.push(time(&mut || d.find(data, &mut v)));
+    }
+    let whole: f64 = each.iter().sum();
     let detect = time(&mut || v = rules.detect(data));
     vec![
         ("keywords", keywords),
         ("whole-file", whole),
+        ("pem", each.first().copied().unwrap_or(0.0)),
+        ("entropy", each.get(1).copied().unwrap_or(0.0)),
         ("line-rules", detect - keywords - whole),
         ("detect", detect),
     ]
