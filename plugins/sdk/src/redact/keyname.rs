@@ -358,6 +358,13 @@ fn value_after(t: &[u8], mut i: usize) -> Option<Range<usize>> {
                     }
                 }
             }
+            // `${VAR:-default}` (compose, shells) is one value: a reference
+            // the keep-list knows, not `$` followed by another key.
+            if v.starts_with(b"${") {
+                if let Some(end) = memchr::memchr(b'}', v) {
+                    return Some(i..i + end + 1);
+                }
+            }
             let len = v.iter().take_while(|&&c| !is_value_end(c)).count();
             (len > 0).then_some(i..i + len)
         }

@@ -100,14 +100,24 @@ fn percent_decode(v: &[u8]) -> Vec<u8> {
 
 const DFA_MAX_VALUES: usize = 2000;
 
+/// A learned value shorter than this is redacted only where it stands as a
+/// word of its own: a password `secret` in an example URL must not turn
+/// `secrets` into `[REDACTED]s` in every comment. (It has no 16-character
+/// piece to leak, and a longer value is redacted wherever it occurs.)
+const WHOLE_WORD_BELOW: usize = 12;
+
 /// The literal pass: one automaton over every value (longest match wins).
 pub(crate) struct Literals {
     ac: AhoCorasick,
     rules: Vec<RuleId>,
+    /// Per pattern: match only at word boundaries.
+    whole_word: Vec<bool>,
 }
 
 impl Literals {
-    pub(crate) fn build(values: &[(Vec<u8>, RuleId)]) -> Option<Literals> {
+    /// `values` with their rule; `learned` says which rule marks a value
+    /// learned from the files (operator literals match anywhere).
+    pub(crate) fn build(values: &[(Vec<u8>, RuleId)], learned: RuleId) -> Option<Literals> {
         if values.is_empty() {
             return None;
         }
@@ -123,11 +133,22 @@ impl Literals {
         Some(Literals {
             ac,
             rules: values.iter().map(|(_, r)| *r).collect(),
+            whole_word: values
+                .iter()
+                .map(|(v, r)| *r == learned && v.len() < WHOLE_WORD_BELOW)
+                .collect(),
         })
     }
 
     pub(crate) fn find(&self, text: &[u8], out: &mut Vec<Span>) {
+        let word = |i: Option<&u8>| i.is_some_and(u8::is_ascii_alphanumeric);
         for m in self.ac.find_iter(text) {
+            if self.whole_word[m.pattern().as_usize()]
+                && (word(m.start().checked_sub(1).and_then(|i| text.get(i)))
+                    || word(text.get(m.end())))
+            {
+                continue;
+            }
             out.push(Span {
                 start: m.start(),
                 end: m.end(),

@@ -124,7 +124,7 @@ impl<'r> Redactor<'r> {
                 .iter()
                 .map(|v| (v.clone(), self.rules.learned_rule)),
         );
-        self.literals = literal::Literals::build(&values);
+        self.literals = literal::Literals::build(&values, self.rules.learned_rule);
         self.stale = false;
     }
 }

@@ -168,3 +168,25 @@ fn lowercase_settings_kept_passphrases_not() {
         "{out}"
     );
 }
+
+#[test]
+fn compose_defaults_and_example_urls_teach_no_ordinary_words() {
+    let rules = RuleSet::builtin().expect("builtin rules");
+    let mut r = Redactor::new(&rules);
+    let env = "# DATABASE_URL=postgres://user:secret@db.example.com:5432/agledger\nPOSTGRES_PASSWORD=\"agledger-db-password\"\n";
+    let compose = "services:\n  postgres:\n    environment:\n      POSTGRES_PASSWORD: ${POSTGRES_PASSWORD:-agledger}\n      x-agledger: 1\n# secrets go in .env\n";
+    r.learn(".env", env.as_bytes());
+    r.learn("compose.yml", compose.as_bytes());
+    let env_out = match r.redact(".env", env.as_bytes()) {
+        Redacted::Text(t) => String::from_utf8(t).expect("utf8"),
+        Redacted::Binary => panic!("binary"),
+    };
+    let out = match r.redact("compose.yml", compose.as_bytes()) {
+        Redacted::Text(t) => String::from_utf8(t).expect("utf8"),
+        Redacted::Binary => panic!("binary"),
+    };
+    assert!(!env_out.contains("agledger-db-password"), "{env_out}");
+    assert!(out.contains("${POSTGRES_PASSWORD:-agledger}"), "{out}");
+    assert!(out.contains("x-agledger: 1"), "{out}");
+    assert!(out.contains("# secrets go in .env"), "{out}");
+}
