@@ -2,7 +2,8 @@
 # A first taste: build everything, bring up the AGLedger stand-in (real
 # containers from a local registry, PostgreSQL in the project), then run
 # backup -> restore -> vault-scan -> upgrade 1.3.3 -> upgrade 1.3.4 (rolls
-# itself back) -> rollback against it end to end, and show what was
+# itself back) -> rollback -> restore --test -> doctor -> rotate ->
+# support-bundle against it end to end, and show what was
 # audited and what a missing grant looks like. Works on its own on a fresh
 # machine (tests/setup.sh installs what is missing); leaves the stand-in and
 # the PostgreSQL test cluster running (how to remove them is printed at the
@@ -46,6 +47,11 @@ path = "$install/compose"            # upgrade and rollback edit compose/.env
 path = "$install"                    # read-only: the VERSION file
 [http.api]
 url = "http://127.0.0.1:24001"
+bearer_token_file = "$install/standin-platform-key"   # the platform key: sent by the host, never seen by a plugin
+[dir.bundles]
+path = "$demo/bundles"               # support bundles are written here
+[dir.support]
+path = "$demo/support"               # files an operator adds to a bundle (--include)
 # Images run only if signed like the vendor's releases (cosign keyless);
 # here a test CA stands in for Fulcio and a test key for Rekor.
 [containers.agledger.signatures]
@@ -82,7 +88,23 @@ name = "rollback"
 allow = ["db=agledger:admin", "fs=backups:rw", "fs=compose:rw", "fs=install:ro",
          "container=agledger:inspect,logs,stop,start,pull,recreate,run",
          "http=api/health:GET", "http=api/conformance:GET"]
+[[plugin]]
+vendor = "opshost"
+name = "doctor"
+allow = ["db=agledger:read", "fs=compose:ro", "fs=backups:ro", "container=agledger:inspect,run",
+         "http=api/health:GET", "http=api/conformance:GET"]
+[[plugin]]
+vendor = "opshost"
+name = "rotate"
+allow = ["fs=backups:rw", "fs=compose:rw", "container=agledger:logs,recreate,run", "db=agledger:read",
+         "http=api/health:GET", "http=api/v1/auth/me:GET"]
+[[plugin]]
+vendor = "opshost"
+name = "support-bundle"
+allow = ["fs=compose:ro", "fs=support:ro", "fs=bundles:rw", "container=agledger:inspect,logs", "db=agledger:read",
+         "http=api/health:GET", "http=api/conformance:GET", "http=api/status:GET", "http=api/v1/admin/support-bundle:GET"]
 TOML
+mkdir -p "$demo/bundles" "$demo/support"
 opshost() { target/release/opshost "$@"; }
 plugins=target/wasm32-wasip2/release
 run() { opshost run "$plugins/$1.wasm" --config "$demo/config.toml" --policy "$demo/policy.toml" "${@:2}"; }
@@ -129,6 +151,27 @@ run rollback --yes
 version
 curl -s --max-time 5 http://127.0.0.1:24001/health | grep -q '"version":"1.3.2"' \
   || { echo "error: 1.3.2 is not serving after the rollback" >&2; exit 1; }
+echo
+echo "### restore --test: the monthly restore test into a scratch database; nothing running is touched"
+run restore -- --test
+echo
+echo "### doctor: the troubleshooting runbook as checks with evidence and fix (0: all well, 6: findings)"
+set +e
+run doctor
+doctor=$?
+set -e
+echo "exit code: $doctor"
+[ "$doctor" -eq 0 ] || [ "$doctor" -eq 6 ] || { echo "error: the doctor did not complete" >&2; exit 1; }
+echo
+echo "### rotate api-key-secret: new secret from the host, both valid, every key rehashed, proven with the platform key"
+run rotate --yes -- api-key-secret
+echo
+echo "### support-bundle: what the vendor's script collects, every file redacted, with a redaction report"
+run support_bundle
+bundle=$(ls "$demo/bundles" | grep '^support-bundle-' | tail -1)
+tar tzf "$demo/bundles/$bundle"
+tar xzOf "$demo/bundles/$bundle" --wildcards '*/redaction-report.txt' > "$demo/redaction-report.txt"
+head -20 "$demo/redaction-report.txt"
 echo
 echo "### the last lines of the audit log ($demo/audit.ndjson)"
 tail -5 "$demo/audit.ndjson"

@@ -48,10 +48,15 @@ impl Report {
         let mut s = String::new();
         for (path, rules) in &self.files {
             let list: Vec<String> = rules.iter().map(|(r, n)| format!("{r} x{n}")).collect();
-            s.push_str(&format!("{path}: {}\n", list.join(", ")));
+            let list = if list.is_empty() {
+                "nothing redacted".to_string()
+            } else {
+                list.join(", ")
+            };
+            s.push_str(&format!("{path}: {list}\n"));
         }
         for path in &self.binary {
-            s.push_str(&format!("{path}: binary, not rewritten\n"));
+            s.push_str(&format!("{path}: binary, not redacted\n"));
         }
         if s.is_empty() {
             s.push_str("nothing redacted\n");
