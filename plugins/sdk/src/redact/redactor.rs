@@ -78,7 +78,7 @@ impl<'r> Redactor<'r> {
         if let Some(lit) = &self.literals {
             lit.find(data, &mut spans);
         }
-        let merged = merge(spans);
+        let merged = merge(spans, |rule| self.rules.is_generic(rule));
         let mut out = Vec::with_capacity(data.len());
         let mut at = 0;
         for s in &merged {
@@ -138,8 +138,17 @@ pub(super) fn is_marker(v: &[u8]) -> bool {
 }
 
 /// Sort and join overlapping spans (the earliest, then longest, names it).
-pub(super) fn merge(mut spans: Vec<Span>) -> Vec<Span> {
-    spans.sort_unstable_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)));
+/// Overlapping spans become one, named after the first (earliest, then
+/// longest; on a tie the specific rule, not a generic one such as
+/// high entropy: the report should say an operator's rule fired).
+pub(super) fn merge(mut spans: Vec<Span>, generic: impl Fn(RuleId) -> bool) -> Vec<Span> {
+    spans.sort_unstable_by(|a, b| {
+        a.start
+            .cmp(&b.start)
+            .then(b.end.cmp(&a.end))
+            .then(generic(a.rule).cmp(&generic(b.rule)))
+            .then(a.rule.cmp(&b.rule))
+    });
     let mut out: Vec<Span> = Vec::with_capacity(spans.len());
     for s in spans {
         if s.end <= s.start {

@@ -93,6 +93,12 @@ impl RuleSet {
         &self.names
     }
 
+    /// The catch-all rules (high entropy, a value seen elsewhere), which
+    /// give way to a rule that names what it found.
+    pub(super) fn is_generic(&self, id: RuleId) -> bool {
+        id == self.learned_rule || self.name(id) == "high-entropy"
+    }
+
     pub(super) fn name(&self, id: RuleId) -> &str {
         self.names
             .get(id as usize)

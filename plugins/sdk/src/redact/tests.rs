@@ -62,7 +62,7 @@ fn merge_joins_overlaps() {
         rule: 0,
     };
     assert_eq!(
-        merge(vec![s(5, 9), s(0, 6), s(20, 22)]),
+        merge(vec![s(5, 9), s(0, 6), s(20, 22)], |_| false),
         vec![s(0, 9), s(20, 22)]
     );
 }
@@ -170,6 +170,19 @@ fn lowercase_settings_kept_passphrases_not() {
 }
 
 #[test]
+fn on_a_tie_the_specific_rule_names_the_redaction() {
+    let at = |rule| Span {
+        start: 3,
+        end: 30,
+        rule,
+    };
+    // 7 generic (say high entropy), 2 an operator's regex: 2 wins either way round.
+    assert_eq!(merge(vec![at(7), at(2)], |r| r == 7), vec![at(2)]);
+    assert_eq!(merge(vec![at(2), at(7)], |r| r == 7), vec![at(2)]);
+    assert_eq!(merge(vec![at(2), at(9)], |r| r == 2), vec![at(9)]);
+}
+
+#[test]
 fn compose_defaults_and_example_urls_teach_no_ordinary_words() {
     let rules = RuleSet::builtin().expect("builtin rules");
     let mut r = Redactor::new(&rules);
@@ -189,4 +202,29 @@ fn compose_defaults_and_example_urls_teach_no_ordinary_words() {
     assert!(out.contains("${POSTGRES_PASSWORD:-agledger}"), "{out}");
     assert!(out.contains("x-agledger: 1"), "{out}");
     assert!(out.contains("# secrets go in .env"), "{out}");
+}
+
+#[test]
+fn an_operator_regex_names_what_it_found() {
+    let rules = RuleSet::builtin()
+        .and_then(|r| {
+            r.with_operator_rules(&[], &[("ticket-token".into(), "TKT-[0-9a-f]{24}".into())])
+        })
+        .expect("rules");
+    for hex in [
+        "9f8e7d6c5b4a39281706f5e4",
+        "0123456789abcdef01234567",
+        "a1b2c3d4e5f60718293a4b5c",
+    ] {
+        let text = format!("support_ticket: TKT-{hex}\n");
+        let mut r = Redactor::new(&rules);
+        r.learn("f", text.as_bytes());
+        let Redacted::Text(out) = r.redact("f", text.as_bytes()) else {
+            panic!("binary")
+        };
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "support_ticket: [REDACTED:ticket-token]\n"
+        );
+    }
 }
