@@ -129,28 +129,12 @@ fn preconditions() -> Result<bool> {
 }
 
 fn plan() -> Result<Report> {
-    let text = operation::plan_text(
+    operation::plan_report(
+        &KIND,
         "Rotate API_KEY_SECRET (nothing is changed by --plan):",
         PLAN,
-    );
-    if let Some(note) = operation::interrupted_note(&KIND) {
-        return Ok(Report::attention(format!("{text}\n{note}"))
-            .data(json!({ "plan": operation::plan_data(PLAN), "ready": false }).to_string()));
-    }
-    let (report, ready) = match preconditions() {
-        Ok(_) => (
-            Report::ok(format!("{text}\nReady: every precondition holds")),
-            true,
-        ),
-        Err(e) => (
-            Report::attention(format!(
-                "{text}\nA rotation would refuse now: {}",
-                describe(&e)
-            )),
-            false,
-        ),
-    };
-    Ok(report.data(json!({ "plan": operation::plan_data(PLAN), "ready": ready }).to_string()))
+        || preconditions().map(|_| "every precondition holds".to_string()),
+    )
 }
 
 fn fresh(dir: &opshost_sdk::fs::Dir, opts: &Options) -> Result<(Outcome, ApiKey)> {

@@ -78,7 +78,7 @@ pub fn drive<C: State>(
     let _lock = lock::take(&dir, &label)?;
     let started = agledger_ops::clock::now();
     match (kind.runbook.interrupted(&dir)?, opts.recover, opts.resume) {
-        (Some(interrupted), true, _) => recover(kind, &dir, interrupted),
+        (Some(interrupted), true, _) => recover(kind, &dir, interrupted, &report),
         (Some(interrupted), _, true) => {
             progress::info(&format!(
                 "resuming the {} started {}, stopped at \"{}\"",
@@ -103,16 +103,28 @@ pub fn drive<C: State>(
     }
 }
 
-fn recover<C: State>(kind: &Kind<C>, dir: &Dir, interrupted: Interrupted<C>) -> Result<Report> {
+/// `report` judges a recovery that went forward as it judges a finished
+/// run: a finish that could not complete is a failure with what to do by
+/// hand, never an exit 0.
+fn recover<C: State>(
+    kind: &Kind<C>,
+    dir: &Dir,
+    interrupted: Interrupted<C>,
+    report: &impl Fn(Outcome, &C, i64) -> Result<Report>,
+) -> Result<Report> {
     let at = interrupted.at.clone();
     progress::info(&format!(
         "recovering the {} started {}, stopped at \"{at}\"",
         kind.what, interrupted.started_at
     ));
-    match kind.runbook.recover(dir, interrupted)? {
+    let (outcome, state) = kind.runbook.recover_with_state(dir, interrupted)?;
+    if matches!(outcome, Outcome::Done) {
+        report(Outcome::Done, &state, 0)?;
+    }
+    match outcome {
         Outcome::Done => Ok(Report::ok(format!(
             "the {} had passed its point of no return, so recovering went forward: its finish ran again and the new \
-             secret stays in place (a warning above says what, if anything, the finish could not do)",
+             secret stays in place",
             kind.what
         ))
         .fact("interrupted at", &at)
@@ -168,4 +180,29 @@ pub fn confirm(plan: &str, opts: &Options) -> Result<()> {
              again with --yes (e.g. opshost run --yes rotate.wasm -- api-key-secret). Nothing was changed",
         )),
     }
+}
+
+/// `--plan`: the steps, then whether a rotation would start now (`ready`:
+/// what holds, or why it would refuse). Exit 6 when it would not.
+pub fn plan_report<C: State>(
+    kind: &Kind<C>,
+    title: &str,
+    steps: &[(&str, &str)],
+    ready: impl FnOnce() -> Result<String>,
+) -> Result<Report> {
+    let text = plan_text(title, steps);
+    let (report, ready) = match interrupted_note(kind) {
+        Some(note) => (Report::attention(format!("{text}\n{note}")), false),
+        None => match ready() {
+            Ok(holds) => (Report::ok(format!("{text}\nReady: {holds}")), true),
+            Err(e) => (
+                Report::attention(format!(
+                    "{text}\nA rotation would refuse now: {}",
+                    opshost_sdk::describe(&e)
+                )),
+                false,
+            ),
+        },
+    };
+    Ok(report.data(json!({ "plan": plan_data(steps), "ready": ready }).to_string()))
 }

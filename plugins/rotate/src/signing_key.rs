@@ -145,31 +145,19 @@ fn preconditions(ready_within_s: u64) -> Result<SigningKey> {
 }
 
 fn plan() -> Result<Report> {
-    let text = operation::plan_text(
+    operation::plan_report(
+        &KIND,
         "Rotate VAULT_SIGNING_KEY (nothing is changed by --plan):",
         PLAN,
-    );
-    if let Some(note) = operation::interrupted_note(&KIND) {
-        return Ok(Report::attention(format!("{text}\n{note}"))
-            .data(json!({ "plan": operation::plan_data(PLAN), "ready": false }).to_string()));
-    }
-    let (report, ready) = match preconditions(120) {
-        Ok(s) => (
-            Report::ok(format!(
-                "{text}\nReady: the current key is {} ({} vault chain(s) broken now)",
-                s.from_key_id, s.broken_before
-            )),
-            true,
-        ),
-        Err(e) => (
-            Report::attention(format!(
-                "{text}\nA rotation would refuse now: {}",
-                describe(&e)
-            )),
-            false,
-        ),
-    };
-    Ok(report.data(json!({ "plan": operation::plan_data(PLAN), "ready": ready }).to_string()))
+        || {
+            preconditions(120).map(|s| {
+                format!(
+                    "the current key is {} ({} vault chain(s) broken now)",
+                    s.from_key_id, s.broken_before
+                )
+            })
+        },
+    )
 }
 
 fn fresh(dir: &opshost_sdk::fs::Dir, opts: &Options) -> Result<(Outcome, SigningKey)> {

@@ -373,23 +373,36 @@ impl<C: State> Runbook<C> {
 
     /// Undo what an interrupted run applied (`--recover`).
     /// Past every step, only the clean-up is completed instead (`Done`).
-    pub fn recover(&self, dir: &Dir, mut interrupted: Interrupted<C>) -> Result<Outcome> {
+    pub fn recover(&self, dir: &Dir, interrupted: Interrupted<C>) -> Result<Outcome> {
+        self.recover_with_state(dir, interrupted)
+            .map(|(outcome, _)| outcome)
+    }
+
+    /// [`Runbook::recover`], handing back the state as the undo or the
+    /// clean-up left it (a clean-up step's problems are warnings to the
+    /// engine; an operation that records them in its state can report them).
+    pub fn recover_with_state(
+        &self,
+        dir: &Dir,
+        mut interrupted: Interrupted<C>,
+    ) -> Result<(Outcome, C)> {
         let at = interrupted.at.clone();
         let started = interrupted.started_at.clone();
         let completed = interrupted.completed();
         let mut marks = std::mem::take(&mut interrupted.marks);
         if completed {
             self.finish_from(dir, &mut interrupted.state, &started, &mut marks)?;
-            return Ok(Outcome::Done);
+            return Ok((Outcome::Done, interrupted.state));
         }
-        self.undo_all(
+        let outcome = self.undo_all(
             dir,
             &mut interrupted.state,
             &started,
             &mut marks,
             &at,
             fail("the run was interrupted"),
-        )
+        )?;
+        Ok((outcome, interrupted.state))
     }
 
     fn undo_all(
