@@ -252,9 +252,10 @@ pub(super) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// libpq's `require`: encrypted, certificate not checked.
+/// libpq's `require`: encrypted, certificate not checked (handshake
+/// signatures still are). The TLS probe wraps it to record the chain.
 #[derive(Debug)]
-struct AcceptAnyCert(Arc<rustls::crypto::CryptoProvider>);
+pub(super) struct AcceptAnyCert(pub(super) Arc<rustls::crypto::CryptoProvider>);
 
 impl ServerCertVerifier for AcceptAnyCert {
     fn verify_server_cert(

@@ -22,18 +22,19 @@ use x509_cert::ext::pkix::SubjectAltName;
 
 use super::super::bindings::opshost::plugin::db::{CertificateFacts, TlsProbe};
 use super::super::CapError;
-use super::connect::{provider, rustls_pemfile_certs, Target};
+use super::connect::{provider, rustls_pemfile_certs, AcceptAnyCert, Target};
 
 /// SSLRequest: length 8, code 80877103.
 const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
 const TIMEOUT: Duration = Duration::from_secs(10);
 const SUBJECT_ALT_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.17");
 
-/// Accepts any certificate and keeps the chain it was shown.
+/// Accepts any certificate (as `sslmode=require` does) and keeps the
+/// chain it was shown.
 #[derive(Debug)]
 struct Recorder {
     chain: Mutex<Vec<CertificateDer<'static>>>,
-    provider: Arc<rustls::crypto::CryptoProvider>,
+    any: AcceptAnyCert,
 }
 
 impl ServerCertVerifier for Recorder {
@@ -41,15 +42,16 @@ impl ServerCertVerifier for Recorder {
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
+        name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         if let Ok(mut chain) = self.chain.lock() {
             chain.push(end_entity.clone().into_owned());
             chain.extend(intermediates.iter().map(|c| c.clone().into_owned()));
         }
-        Ok(ServerCertVerified::assertion())
+        self.any
+            .verify_server_cert(end_entity, intermediates, name, ocsp, now)
     }
 
     fn verify_tls12_signature(
@@ -58,12 +60,7 @@ impl ServerCertVerifier for Recorder {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.any.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -72,18 +69,11 @@ impl ServerCertVerifier for Recorder {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.any.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.any.supported_verify_schemes()
     }
 }
 
@@ -160,7 +150,7 @@ fn handshake(host: &str, port: u16) -> Result<(bool, Vec<CertificateDer<'static>
     }
     let recorder = Arc::new(Recorder {
         chain: Mutex::new(Vec::new()),
-        provider: provider(),
+        any: AcceptAnyCert(provider()),
     });
     let config = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
