@@ -82,12 +82,13 @@ fn a_read_grant_cannot_write_by_any_route() {
         DENIED,
         "db=agledger:write is not granted",
     );
-    // The parser sees the INSERT nested in the SELECT.
+    // The parser sees the INSERT nested in the SELECT; the gate's denial
+    // names the call and what needed write.
     let cte = "WITH w AS (INSERT INTO t VALUES (9) RETURNING x) SELECT * FROM w";
     assert_refused(
         &probe(&sb, "read", &["query", cte]),
         DENIED,
-        "db=agledger:write is not granted (InsertStmt",
+        "db=agledger:write is not granted (query SelectStmt with InsertStmt)",
     );
     for sql in [
         "SET default_transaction_read_only = off",
@@ -391,4 +392,167 @@ fn the_connection_can_come_from_a_compose_env_file() {
         !sb.audit_text().contains(":opshost-test@"),
         "the password never reaches the audit log"
     );
+}
+
+#[test]
+fn a_call_without_its_grant_is_denied_by_the_gate_in_one_shape() {
+    let (sb, name, _) = db_sandbox("gate");
+    assert_refused(
+        &probe(&sb, "write", &["create-db", "x"]),
+        DENIED,
+        "db=agledger:admin is not granted (create-database x)",
+    );
+    assert_refused(
+        &probe(&sb, "read", &["execute", "INSERT INTO t VALUES (9)"]),
+        DENIED,
+        "db=agledger:write is not granted (execute InsertStmt)",
+    );
+    assert_refused(
+        &probe(&sb, "read", &["other-db"]),
+        DENIED,
+        "db=other:read is not granted (connect)",
+    );
+    // The audit line every capability writes for a denial: the call's own
+    // detail, then the grant that would allow it and the call in words.
+    let denied: Vec<[String; 3]> = sb
+        .audited("db", "denied")
+        .iter()
+        .map(|e| {
+            ["resource", "verb", "detail"].map(|k| e[k].as_str().unwrap_or_default().to_string())
+        })
+        .collect();
+    let want = |line: [&str; 3]| line.map(str::to_string);
+    assert_eq!(
+        denied,
+        [
+            want([
+                "agledger",
+                "create-database",
+                "x: denied: db=agledger:admin is not granted (create-database x)"
+            ]),
+            want([
+                "agledger",
+                "execute",
+                "InsertStmt: denied: db=agledger:write is not granted (execute InsertStmt)"
+            ]),
+            want([
+                "other",
+                "connect",
+                "denied: db=other:read is not granted (connect)"
+            ]),
+        ]
+    );
+    assert_eq!(psql(&name, "SELECT count(*) FROM t"), "3");
+}
+
+/// A `--plan` run of a dbprobe: it must succeed; its result line.
+fn planned(sb: &Sandbox, level: &str, args: &[&str]) -> serde_json::Value {
+    let out = sb.run(
+        &plugin(&format!("dbprobe-{level}")),
+        &["--json", "--plan"],
+        args,
+    );
+    let v = result_json(&out);
+    assert_eq!(v["ok"], true, "{args:?}: {}", out.combined());
+    v
+}
+
+#[test]
+fn a_plan_changes_nothing_in_the_database() {
+    let (sb, name, _) = db_sandbox("plan");
+    psql(&name, "CREATE SEQUENCE s");
+    let databases = || {
+        psql(
+            "postgres",
+            &format!("SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database WHERE datname LIKE '{name}%'"),
+        )
+    };
+    let before = (psql(&name, "SELECT count(*), sum(x) FROM t"), databases());
+
+    // Reads act: the table's real rows.
+    let v = planned(&sb, "write", &["query", "SELECT count(*) FROM t"]);
+    assert_eq!(v["data"]["rows"][0][0], 3);
+    // Changes are simulated: 0 rows affected, no rows back, nothing sent.
+    let v = planned(&sb, "write", &["execute", "UPDATE t SET x = x * 10"]);
+    assert_eq!(v["facts"]["affected"], "0");
+    let v = planned(
+        &sb,
+        "write",
+        &["query", "INSERT INTO t VALUES (9) RETURNING x"],
+    );
+    assert_eq!(v["data"]["rows"], serde_json::json!([]));
+    planned(
+        &sb,
+        "write",
+        &["copy-in", "COPY t (x) FROM STDIN", "7\n8\n"],
+    );
+    planned(&sb, "admin", &["execute", "DROP TABLE t"]);
+    // What the classifier takes for a read but writes is refused by the
+    // database: in a plan every statement runs READ ONLY.
+    let out = sb.run(
+        &plugin("dbprobe-write"),
+        &["--json", "--plan"],
+        &["query", "SELECT nextval('s')"],
+    );
+    assert_eq!(result_json(&out)["ok"], false, "{}", out.combined());
+
+    let dump = planned(&sb, "admin", &["dump", "db.dump"]);
+    assert_eq!(dump["facts"]["size"], "0");
+    assert_eq!(
+        dump["facts"]["sha256"],
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
+    assert!(dump["facts"]["server"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("15.")));
+    assert_eq!(
+        std::fs::read_dir(sb.path("backups")).expect("ls").count(),
+        0,
+        "no dump file, no temp file"
+    );
+    let scratch = format!("{name}_plan");
+    planned(&sb, "admin", &["create-db", &scratch]);
+    planned(&sb, "admin", &["restore", "db.dump", &scratch]);
+    planned(&sb, "admin", &["rename-db", &name, &format!("{name}_old")]);
+    let v = planned(&sb, "admin", &["terminate", &name]);
+    assert_eq!(v["facts"]["sessions"], "0");
+    planned(&sb, "admin", &["drop-db", &name]);
+
+    // A plan still fails where the run would: a database out of reach.
+    let out = sb.run(
+        &plugin("dbprobe-admin"),
+        &["--json", "--plan"],
+        &["drop-db", "postgres"],
+    );
+    assert_refused(&out, DENIED, "does not reach other databases");
+
+    assert_eq!(
+        (psql(&name, "SELECT count(*), sum(x) FROM t"), databases()),
+        before,
+        "the table and the list of databases are as they were"
+    );
+    assert_eq!(psql(&name, "SELECT last_value FROM s"), "1");
+    assert_eq!(psql(&name, "SELECT is_called FROM s"), "f");
+    // Each change is audited as planned, and listed in the plan.
+    let planned_verbs: Vec<String> = sb
+        .audited("db", "planned")
+        .iter()
+        .filter_map(|e| e["verb"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(
+        planned_verbs,
+        [
+            "execute",
+            "query",
+            "copy-in",
+            "execute",
+            "dump",
+            "create-database",
+            "restore",
+            "rename-database",
+            "terminate-sessions",
+            "drop-database"
+        ]
+    );
+    assert_eq!(v["plan"]["changes"][0]["verb"], "terminate-sessions");
 }

@@ -10,14 +10,13 @@ use super::super::stream::{ByteSink, ByteSource};
 use super::super::CapError;
 use super::error::{pg_error, statement_error};
 use super::session::Session;
-use crate::policy::DbLevel;
 
-/// Start a `COPY … TO STDOUT` on the session. At `read` outside a
-/// transaction it runs in a READ ONLY one that the reader commits at the
-/// end (or the next call rolls back, if the reader is dropped early).
+/// Start a `COPY … TO STDOUT` on the session. On a read-only session
+/// outside a transaction it runs in a READ ONLY one that the reader commits
+/// at the end (or the next call rolls back, if the reader is dropped early).
 pub(super) async fn out(session: Session, sql: &str) -> Result<CopyOut, CapError> {
     session.settle().await?;
-    if session.level == DbLevel::Read && !session.in_transaction {
+    if session.read_only && !session.in_transaction {
         session
             .client
             .batch_execute("START TRANSACTION READ ONLY")

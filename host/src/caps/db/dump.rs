@@ -61,10 +61,23 @@ pub(super) async fn dump(
     })
 }
 
-/// The server's version, from a host session.
-pub(super) async fn server_version(run: &RunContext, name: &str) -> Result<String, CapError> {
+/// Plan mode's answer to a dump: nothing written, size 0 and the SHA-256
+/// of nothing; the server's version is read (a read acts), so a plan
+/// still fails where the database cannot be reached.
+pub(super) async fn planned(
+    run: &RunContext,
+    name: &str,
+    dir: &DirHandle,
+    path: &str,
+) -> Result<DumpInfo, CapError> {
+    checked_path(dir.name(), path, false)?;
     let (db, _) = run.db_target(name, DbLevel::Admin).await?;
-    session::server_version(&connect::connect(&db).await?, name).await
+    let version = session::server_version(&connect::connect(&db).await?, name).await?;
+    Ok(DumpInfo {
+        size: 0,
+        sha256: hex::encode(Sha256::digest(b"")),
+        server_version: version,
+    })
 }
 
 /// `pg_dump --schema-only` of the granted database.

@@ -15,7 +15,7 @@
 
 use serde_json::Value as Json;
 
-use super::super::{CapError, Grant};
+use super::super::CapError;
 use crate::policy::DbLevel;
 
 /// What a statement kind needs.
@@ -236,19 +236,12 @@ fn walk(v: &Json, out: &mut Parsed) {
     }
 }
 
-fn missing(name: &str, level: DbLevel, why: &str) -> CapError {
-    CapError::missing(
-        &Grant::Db {
-            resource: name.to_string(),
-            level,
-        },
-        why,
-    )
-}
-
-/// Check the statement's own kind, every nested kind and every function
-/// against `level`.
-fn check_parsed(p: &Parsed, level: DbLevel, name: &str) -> Result<(), CapError> {
+/// Check everything that is refused at every level (functions that reach
+/// past the database, statement kinds no call or another call does,
+/// server-wide objects, unsafe function definitions) and find the level the
+/// statement needs: the highest of its own kind and every nested kind.
+/// Returns that level and what decided it.
+fn needed(p: &Parsed) -> Result<(DbLevel, String), CapError> {
     if let Some((f, why)) = p
         .functions
         .iter()
@@ -258,6 +251,8 @@ fn check_parsed(p: &Parsed, level: DbLevel, name: &str) -> Result<(), CapError> 
             "{f}() {why}: refused at every grant level"
         )));
     }
+    let mut level = DbLevel::Read;
+    let mut decided_by = p.kind.clone();
     for kind in std::iter::once(&p.kind).chain(&p.nested_kinds) {
         match needs(kind) {
             Needs::Never(why) => {
@@ -267,13 +262,15 @@ fn check_parsed(p: &Parsed, level: DbLevel, name: &str) -> Result<(), CapError> 
                 return Err(CapError::Invalid(format!("{kind}: {why}")));
             }
             Needs::Level(needed) if needed > level => {
-                return Err(missing(name, needed, &format!("{kind} statement")));
+                level = needed;
+                decided_by = kind.clone();
             }
             Needs::Level(_) => {}
         }
     }
     if p.creates_table && level < DbLevel::Admin {
-        return Err(missing(name, DbLevel::Admin, "SELECT INTO creates a table"));
+        level = DbLevel::Admin;
+        decided_by = "SELECT INTO".into();
     }
     if let Some(t) = p.object_types.iter().find(|t| server_wide_object(**t)) {
         let what = i32::try_from(*t)
@@ -285,7 +282,8 @@ fn check_parsed(p: &Parsed, level: DbLevel, name: &str) -> Result<(), CapError> 
             p.kind
         )));
     }
-    check_function_definition(p)
+    check_function_definition(p)?;
+    Ok((level, decided_by))
 }
 
 /// Objects that live outside one database: generic DDL (rename, owner,
@@ -356,17 +354,40 @@ fn collect_def_elems(v: &Json, out: &mut Vec<(String, String)>) {
     }
 }
 
-/// May a plugin holding `level` on `name` run `sql` through query/execute?
-/// Returns the statement's kind, for the audit line.
-pub fn check_statement(sql: &str, level: DbLevel, name: &str) -> Result<String, CapError> {
+/// A statement a plugin may send at some level: its kind and the level
+/// it needs (the narrowest grant for the host's gate to check).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Classified {
+    /// For the audit line: the statement's kind, and what needs a higher
+    /// level than the kind when something nested does (e.g. `SelectStmt
+    /// with InsertStmt` for a data-modifying CTE).
+    pub what: String,
+    pub level: DbLevel,
+}
+
+impl Classified {
+    fn new(kind: &str, level: DbLevel, decided_by: String) -> Self {
+        let what = if decided_by == kind || level == DbLevel::Read {
+            kind.to_string()
+        } else {
+            format!("{kind} with {decided_by}")
+        };
+        Self { what, level }
+    }
+}
+
+/// What a statement sent through query/execute is and the level it needs;
+/// an error for what no level allows (its message starts with the kind).
+pub fn classify(sql: &str) -> Result<Classified, CapError> {
     let parsed = parse(sql)?;
-    check_parsed(&parsed, level, name).map_err(|e| e.context(&parsed.kind))?;
-    Ok(parsed.kind)
+    let (level, decided_by) = needed(&parsed).map_err(|e| e.context(&parsed.kind))?;
+    Ok(Classified::new(&parsed.kind, level, decided_by))
 }
 
 /// `COPY … TO STDOUT` (copy-out, read) or `COPY … FROM STDIN` (copy-in,
-/// write) only: never a server file or program.
-pub fn check_copy(sql: &str, level: DbLevel, name: &str, out: bool) -> Result<String, CapError> {
+/// write) only: never a server file or program. What is nested in the COPY
+/// (its query) counts as usual.
+pub fn classify_copy(sql: &str, out: bool) -> Result<Classified, CapError> {
     let parsed = parse(sql)?;
     if parsed.kind != "CopyStmt" {
         return Err(CapError::Invalid(format!(
@@ -392,8 +413,7 @@ pub fn check_copy(sql: &str, level: DbLevel, name: &str, out: bool) -> Result<St
         (false, false) => return Err(CapError::Invalid("copy-in takes COPY … FROM STDIN".into())),
         _ => {}
     }
-    // The COPY itself is read (out) or write (in); what is nested in it
-    // counts as usual.
+    // The COPY itself is read (out) or write (in).
     let nested_kinds = parsed
         .nested_kinds
         .iter()
@@ -406,13 +426,18 @@ pub fn check_copy(sql: &str, level: DbLevel, name: &str, out: bool) -> Result<St
         nested_kinds,
         ..parsed
     };
-    check_parsed(&inner, level, name)?;
-    Ok(if out {
+    let (level, decided_by) = needed(&inner)?;
+    let kind = if out {
         "COPY TO STDOUT"
     } else {
         "COPY FROM STDIN"
-    }
-    .into())
+    };
+    let decided_by = if decided_by == inner.kind {
+        kind.to_string()
+    } else {
+        decided_by
+    };
+    Ok(Classified::new(kind, level, decided_by))
 }
 
 /// Databases an admin grant may create, drop, rename or empty of sessions:
@@ -443,6 +468,27 @@ pub fn check_database_name(granted_db: &str, candidate: &str, name: &str) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::Grant;
+
+    /// What the gate decides for a plugin holding `level` on `name`.
+    fn check_statement(sql: &str, level: DbLevel, name: &str) -> Result<String, CapError> {
+        allowed(classify(sql)?, level, name)
+    }
+
+    fn check_copy(sql: &str, level: DbLevel, name: &str, out: bool) -> Result<String, CapError> {
+        allowed(classify_copy(sql, out)?, level, name)
+    }
+
+    fn allowed(c: Classified, level: DbLevel, name: &str) -> Result<String, CapError> {
+        if c.level > level {
+            let wanted = Grant::Db {
+                resource: name.to_string(),
+                level: c.level,
+            };
+            return Err(CapError::missing(&wanted, &c.what));
+        }
+        Ok(c.what)
+    }
 
     fn ok(sql: &str, level: DbLevel) -> bool {
         check_statement(sql, level, "a").is_ok()
@@ -481,6 +527,34 @@ mod tests {
         ));
         assert!(!ok("SELECT 1; SELECT 2", DbLevel::Admin));
         assert!(!ok("SELEC 1", DbLevel::Admin));
+    }
+
+    #[test]
+    fn the_level_is_the_highest_anywhere_and_names_what_decided_it() {
+        let c = |sql: &str| classify(sql).expect(sql);
+        assert_eq!(
+            c("SELECT 1"),
+            Classified {
+                what: "SelectStmt".into(),
+                level: DbLevel::Read
+            }
+        );
+        let cte = c("WITH w AS (INSERT INTO t VALUES (9) RETURNING x) SELECT * FROM w");
+        assert_eq!(cte.level, DbLevel::Write);
+        assert_eq!(cte.what, "SelectStmt with InsertStmt");
+        assert_eq!(c("UPDATE t SET x = 1").what, "UpdateStmt");
+        assert_eq!(c("SELECT 1 INTO n").what, "SelectStmt with SELECT INTO");
+        assert_eq!(c("SELECT 1 INTO n").level, DbLevel::Admin);
+        assert_eq!(c("DROP TABLE t").level, DbLevel::Admin);
+        let copy_out = classify_copy("COPY (DELETE FROM t RETURNING x) TO STDOUT", true)
+            .expect("copy of a DELETE");
+        assert_eq!(copy_out.level, DbLevel::Write);
+        assert_eq!(copy_out.what, "COPY TO STDOUT with DeleteStmt");
+        let copy_in = classify_copy("COPY t FROM STDIN", false).expect("copy in");
+        assert_eq!(
+            (copy_in.what.as_str(), copy_in.level),
+            ("COPY FROM STDIN", DbLevel::Write)
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use tokio_postgres::Client;
 use wasmtime::component::Resource;
 
 use super::super::bindings::opshost::plugin::db::{Column, Rows, Value};
-use super::super::{CapError, RunContext};
+use super::super::{CapError, Grant, RunContext};
 use super::connect::{self, Target};
 use super::error::{pg_error, statement_error};
 use super::{gate, roles, values};
@@ -27,6 +27,11 @@ pub struct Connection {
     pub(super) name: String,
     pub(super) level: DbLevel,
     client: Arc<Client>,
+    /// Every statement runs in a READ ONLY transaction: at `read`, and at
+    /// every level in plan mode (whatever the classifier takes for a read
+    /// but changes something, `nextval` or a volatile function, is then
+    /// refused by the database itself).
+    read_only: bool,
     pub(super) in_transaction: bool,
     /// A copy-out opened a read-only transaction that its reader commits at
     /// the end; if the reader was dropped early, the next call rolls it back.
@@ -35,10 +40,11 @@ pub struct Connection {
 
 impl Connection {
     /// A fresh session, outside any transaction.
-    fn new(name: &str, level: DbLevel, client: Client) -> Self {
+    fn new(name: &str, level: DbLevel, read_only: bool, client: Client) -> Self {
         Self {
             name: name.to_string(),
             level,
+            read_only,
             client: Arc::new(client),
             in_transaction: false,
             copy_transaction: Arc::new(AtomicBool::new(false)),
@@ -74,11 +80,13 @@ impl Sessions {
 }
 
 /// Open a plugin session on `name` at `level`: to the granted database,
-/// or to `sibling` beside it (`<granted>_<suffix>`).
+/// or to `sibling` beside it (`<granted>_<suffix>`). `read_only`: see
+/// [`Connection`].
 pub(super) async fn open(
     run: &RunContext,
     name: &str,
     level: DbLevel,
+    read_only: bool,
     sibling: Option<&str>,
 ) -> Result<Connection, CapError> {
     let (target, _) = run.db_target(name, level).await?;
@@ -90,7 +98,8 @@ pub(super) async fn open(
         }
     };
     let client = plugin_session(run, name, &session_target, level, target.dbname()).await?;
-    if level == DbLevel::Read {
+    let read_only = read_only || level == DbLevel::Read;
+    if read_only {
         // Every statement also gets an explicit READ ONLY transaction;
         // this makes the session default agree.
         client
@@ -98,7 +107,22 @@ pub(super) async fn open(
             .await
             .map_err(|e| pg_error(name, e))?;
     }
-    Ok(Connection::new(name, level, client))
+    Ok(Connection::new(name, level, read_only, client))
+}
+
+/// The level a session logs in at: the strongest the run holds on `name`
+/// (its grant was checked by the gate; each statement is checked again at
+/// its own level, so learn mode records the level really used).
+pub(super) fn granted_level(run: &RunContext, name: &str) -> DbLevel {
+    [DbLevel::Admin, DbLevel::Write]
+        .into_iter()
+        .find(|level| {
+            run.grants.allows(&Grant::Db {
+                resource: name.to_string(),
+                level: *level,
+            })
+        })
+        .unwrap_or(DbLevel::Read)
 }
 
 /// A session for the plugin's own SQL: a role without server-level
@@ -134,7 +158,7 @@ impl HostState {
         let c = self.table.get(conn)?;
         Ok(Session {
             name: c.name.clone(),
-            level: c.level,
+            read_only: c.read_only,
             client: Arc::clone(&c.client),
             in_transaction: c.in_transaction,
             copy_transaction: Arc::clone(&c.copy_transaction),
@@ -145,7 +169,7 @@ impl HostState {
 /// A connection's state, owned, for the length of one call.
 pub(super) struct Session {
     pub(super) name: String,
-    pub(super) level: DbLevel,
+    pub(super) read_only: bool,
     pub(super) client: Arc<Client>,
     pub(super) in_transaction: bool,
     pub(super) copy_transaction: Arc<AtomicBool>,
@@ -163,14 +187,14 @@ impl Session {
         Ok(())
     }
 
-    /// Run `work` in a READ ONLY transaction when the level is read and the
-    /// plugin has none open; otherwise as is.
+    /// Run `work` in a READ ONLY transaction when the session is read-only
+    /// and the plugin has none open; otherwise as is.
     async fn statement<T>(
         &self,
         work: impl std::future::Future<Output = Result<T, CapError>>,
     ) -> Result<T, CapError> {
         self.settle().await?;
-        let wrap = self.level == DbLevel::Read && !self.in_transaction;
+        let wrap = self.read_only && !self.in_transaction;
         if wrap {
             self.client
                 .batch_execute("START TRANSACTION READ ONLY")
@@ -283,13 +307,13 @@ impl Session {
             .map_err(|e| pg_error(&self.name, e))
     }
 
-    /// A transaction (READ ONLY at `read`).
+    /// A transaction (READ ONLY if the session is).
     pub(super) async fn begin(&self) -> Result<(), CapError> {
         if self.in_transaction {
             return Err(CapError::Invalid("a transaction is already open".into()));
         }
         self.settle().await?;
-        let sql = if self.level == DbLevel::Read {
+        let sql = if self.read_only {
             "START TRANSACTION READ ONLY"
         } else {
             "BEGIN"
