@@ -8,6 +8,14 @@
 //! total duration when a different event comes (at the latest the run's
 //! `end`). With the per-run host call limit this bounds what a plugin can
 //! make the audit log hold.
+//!
+//! Two line formats, chosen by `[audit] format` in the config: opshost's
+//! own (`opshost`, the default, below) and OCSF API Activity events
+//! (`ocsf`, see [`ocsf`]) for a SIEM. Both carry the same facts;
+//! `opshost audit` ([`view`]) reads either, line by line.
+
+pub mod ocsf;
+pub mod view;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -16,15 +24,59 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-/// The plugin an event is about.
+/// How audit lines are written (`[audit] format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// One flat JSON object per event (the fields of [`Event`]).
+    #[default]
+    Opshost,
+    /// OCSF API Activity (class 6003) events, see [`ocsf`].
+    Ocsf,
+}
+
+/// The plugin an event is about, and the mode its run is in.
 #[derive(Debug, Clone, Serialize)]
 pub struct PluginRef {
     pub vendor: String,
     pub name: String,
     pub version: String,
     pub sha256: String,
+    /// `run`, `plan` (`--plan`: changes were simulated) or `learn`
+    /// (`--learn`), see [`MODES`]. Written only when not `run`, so the
+    /// lines of ordinary runs stay as they were before modes existed; a
+    /// reader takes a missing `mode` as `run`.
+    #[serde(skip_serializing_if = "is_run")]
+    pub mode: &'static str,
+}
+
+/// The modes a run can be in (what `PluginRef::mode` holds).
+pub const MODES: [&str; 3] = ["run", "plan", "learn"];
+
+/// Every outcome an event can have. `held`: a lock another run holds;
+/// `planned`: plan mode answered a change without making it; `uncertain`:
+/// the call reached its backend and failed there, so some effect may have
+/// happened.
+pub const OUTCOMES: [&str; 13] = [
+    "ok",
+    "held",
+    "planned",
+    "denied",
+    "refused",
+    "not-found",
+    "invalid-input",
+    "failed",
+    "uncertain",
+    "timed-out",
+    "unsupported",
+    "limit",
+    "trap",
+];
+
+fn is_run(mode: &&'static str) -> bool {
+    *mode == "run"
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -35,8 +87,7 @@ pub struct Event<'a> {
     pub capability: &'a str,
     pub resource: &'a str,
     pub verb: &'a str,
-    /// `ok`, `denied`, `not-found`, `invalid-input`, `failed`, `timed-out`,
-    /// `unsupported`, `refused`, `limit`, `trap`.
+    /// One of [`OUTCOMES`].
     pub outcome: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<&'a str>,
@@ -50,6 +101,9 @@ pub struct AuditLog {
 
 struct Sink {
     file: File,
+    format: Format,
+    /// Where OCSF events say they come from (this host).
+    origin: ocsf::Origin,
     /// The last event written, as JSON, and how often it has repeated since.
     last: Option<Repeats>,
 }
@@ -59,6 +113,9 @@ struct Repeats {
     line: Folded,
     count: u64,
     duration_us: u64,
+    /// When the first of the repeats not yet written happened (OCSF
+    /// writes the window an aggregate covers).
+    first: Option<String>,
 }
 
 /// The line that says how often the event before it repeated: the same
@@ -77,6 +134,21 @@ struct Folded {
     repeated: u64,
 }
 
+impl Folded {
+    fn event(&self) -> Event<'_> {
+        Event {
+            time: self.time.clone(),
+            plugin: &self.plugin,
+            capability: &self.capability,
+            resource: &self.resource,
+            verb: &self.verb,
+            outcome: &self.outcome,
+            detail: self.detail.as_deref(),
+            duration_us: self.duration_us,
+        }
+    }
+}
+
 impl Sink {
     fn write_line(&mut self, value: &impl Serialize) -> anyhow::Result<()> {
         let mut line = serde_json::to_vec(value)?;
@@ -85,18 +157,39 @@ impl Sink {
         Ok(self.file.write_all(&line)?)
     }
 
+    fn write_event(&mut self, event: &Event<'_>) -> anyhow::Result<()> {
+        match self.format {
+            Format::Opshost => self.write_line(event),
+            Format::Ocsf => {
+                let line = ocsf::event(event, None, &self.origin);
+                self.write_line(&line)
+            }
+        }
+    }
+
     /// Write the count of repeats of the last event, if any.
     fn flush_repeats(&mut self) -> anyhow::Result<()> {
-        if let Some(r) = self.last.as_mut().filter(|r| r.count > 0) {
-            let mut line = r.line.clone();
-            line.time = now_rfc3339();
-            line.repeated = r.count;
-            line.duration_us = r.duration_us;
-            r.count = 0;
-            r.duration_us = 0;
-            self.write_line(&line)?;
+        let Some(r) = self.last.as_mut().filter(|r| r.count > 0) else {
+            return Ok(());
+        };
+        let mut line = r.line.clone();
+        line.time = now_rfc3339();
+        line.repeated = r.count;
+        line.duration_us = r.duration_us;
+        let first = r.first.take();
+        r.count = 0;
+        r.duration_us = 0;
+        match self.format {
+            Format::Opshost => self.write_line(&line),
+            Format::Ocsf => {
+                let aggregate = ocsf::Aggregate {
+                    count: line.repeated,
+                    first: first.as_deref(),
+                };
+                let event = ocsf::event(&line.event(), Some(aggregate), &self.origin);
+                self.write_line(&event)
+            }
         }
-        Ok(())
     }
 }
 
@@ -110,7 +203,14 @@ impl AuditLog {
             .join("audit.ndjson")
     }
 
+    /// Open for appending opshost-format lines.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
+        Self::open_as(path, Format::Opshost)
+    }
+
+    /// Open for appending lines in `format`. A log may hold both formats
+    /// (the config changed): each line is read on its own.
+    pub fn open_as(path: &Path, format: Format) -> anyhow::Result<Self> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).with_context(|| {
                 format!("cannot create the audit log directory {}", parent.display())
@@ -123,7 +223,12 @@ impl AuditLog {
             .with_context(|| format!("cannot open the audit log {}", path.display()))?;
         Ok(Self {
             path: path.to_path_buf(),
-            file: Mutex::new(Sink { file, last: None }),
+            file: Mutex::new(Sink {
+                file,
+                format,
+                origin: ocsf::Origin::this_host(),
+                last: None,
+            }),
         })
     }
 
@@ -145,6 +250,7 @@ impl AuditLog {
         let event = &clipped;
         let key = serde_json::to_string(&(
             &event.plugin.sha256,
+            event.plugin.mode,
             event.capability,
             event.resource,
             event.verb,
@@ -157,6 +263,9 @@ impl AuditLog {
             .map_err(|_| anyhow::anyhow!("audit log lock poisoned"))?;
         let written = (|| -> anyhow::Result<()> {
             if let Some(r) = sink.last.as_mut().filter(|r| r.key == key) {
+                if r.count == 0 {
+                    r.first = Some(event.time.clone());
+                }
                 r.count += 1;
                 r.duration_us = r.duration_us.saturating_add(event.duration_us);
                 // Written now and then, so a killed run loses few repeats.
@@ -166,7 +275,7 @@ impl AuditLog {
                 return Ok(());
             }
             sink.flush_repeats()?;
-            sink.write_line(event)?;
+            sink.write_event(event)?;
             sink.last = Some(Repeats {
                 key,
                 line: Folded {
@@ -182,6 +291,7 @@ impl AuditLog {
                 },
                 count: 0,
                 duration_us: 0,
+                first: None,
             });
             Ok(())
         })();
@@ -243,6 +353,7 @@ mod tests {
             name: "n".into(),
             version: "1".into(),
             sha256: "x".into(),
+            mode: "run",
         };
         let event = |verb: &'static str| Event {
             time: now_rfc3339(),
@@ -270,5 +381,46 @@ mod tests {
         assert_eq!(lines[1]["repeated"], 999);
         assert_eq!(lines[1]["duration_us"], 1998);
         assert_eq!(lines[3]["repeated"], 1);
+    }
+
+    #[test]
+    fn the_mode_is_written_only_when_not_run() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("audit.ndjson");
+        let log = AuditLog::open(&path).expect("open");
+        for mode in MODES {
+            let plugin = PluginRef {
+                vendor: "v".into(),
+                name: "n".into(),
+                version: "1".into(),
+                sha256: "x".into(),
+                mode,
+            };
+            log.record(&Event {
+                time: now_rfc3339(),
+                plugin: &plugin,
+                capability: "run",
+                resource: "",
+                verb: "start",
+                outcome: "ok",
+                detail: None,
+                duration_us: 0,
+            })
+            .expect("record");
+        }
+        drop(log);
+        let text = std::fs::read_to_string(&path).expect("read");
+        let modes: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).expect("json")["plugin"]["mode"]
+                    .clone()
+            })
+            .collect();
+        // Lines of ordinary runs are as they were before modes existed.
+        assert_eq!(
+            modes,
+            [serde_json::Value::Null, "plan".into(), "learn".into()]
+        );
     }
 }
