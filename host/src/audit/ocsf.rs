@@ -249,7 +249,6 @@ pub fn event(e: &Event<'_>, aggregate: Option<Aggregate<'_>>, origin: &Origin) -
                 "version": env!("CARGO_PKG_VERSION"),
             },
             "profiles": ["security_control"],
-            "log_name": "audit",
             "original_time": e.time,
         },
         "actor": {"app_name": identity, "app_uid": plugin.sha256},
