@@ -79,6 +79,18 @@ pub struct ContainersResource {
     /// `signatures`, loaded and checked when the config is parsed.
     #[serde(skip)]
     pub trust: Option<std::sync::Arc<crate::trust::ImagePolicy>>,
+    /// What runs the containers: `docker` (the default). `kubernetes` is
+    /// designed (docs/kubernetes-backend.md), not built: refused at load.
+    #[serde(default)]
+    pub backend: ContainerBackendKind,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerBackendKind {
+    #[default]
+    Docker,
+    Kubernetes,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -142,6 +154,9 @@ impl Config {
         }
         for (name, containers) in config.containers.iter_mut() {
             check_name(name)?;
+            if containers.backend == ContainerBackendKind::Kubernetes {
+                bail!("[containers.{name}] backend = \"kubernetes\" is designed but not built yet (docs/kubernetes-backend.md describes it); use backend = \"docker\" (the default)");
+            }
             if let Some(s) = containers.signatures.as_mut() {
                 s.resolve_paths(&base);
                 let policy = crate::trust::ImagePolicy::load(s)
@@ -227,6 +242,14 @@ mod tests {
             ("[dir.work]\npth='x'", "unknown field"),
             ("[share.x]\npath='x'", "unknown field"),
             ("[dir.'a b']\npath='x'", "must use letters"),
+            (
+                "[containers.a]\nproject='a'\nbackend='kubernetes'",
+                "designed but not built yet (docs/kubernetes-backend.md",
+            ),
+            (
+                "[containers.a]\nproject='a'\nbackend='nomad'",
+                "unknown variant",
+            ),
         ];
         for (text, want) in cases {
             let err = format!("{:#}", Config::parse(text, Path::new("/")).expect_err(text));

@@ -34,7 +34,7 @@ impl DigestRef {
             .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
             .ok_or_else(|| format!("{reference:?}: the digest is not sha256:<64 hex>"))?;
         // A tag before the digest (`repo:tag@sha256:…`) is ignored, as Docker does.
-        let name = crate::caps::container::scope::repository(name);
+        let name = crate::caps::container::images::repository(name);
         let (registry, repository) = match name.split_once('/') {
             Some((first, rest))
                 if first.contains('.') || first.contains(':') || first == "localhost" =>

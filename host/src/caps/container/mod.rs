@@ -1,21 +1,48 @@
-//! container: the containers of a compose project named in the config
-//! (`[containers.NAME]`), through the Docker Engine API (bollard). Grant
-//! `container=NAME[/SERVICE]:VERBS`, checked on every call (there is no
-//! handle to open: each call names the project and service).
+//! container: the containers of a deployment named in the config
+//! (`[containers.NAME]`). Grant `container=NAME[/SERVICE]:VERBS`; there is
+//! no handle to open yet, so each call names the deployment and service.
+//!
+//! This module is the WIT glue: every call passes the gate (grant, learn,
+//! plan), is audited, and is translated to and from the WIT types; the
+//! work is done by the deployment's [`backend::ContainerBackend`] (Docker,
+//! `docker/`; `backend = "kubernetes"` is designed in
+//! docs/kubernetes-backend.md, not built). Image allow-lists and
+//! signatures are checked here (`images.rs`, `signed.rs`), whatever the
+//! backend.
+//!
+//! Verbs and what they need:
+//! - reads, act in every mode: list, inspect, environment (grant verb
+//!   `inspect`), logs (`logs`), wait-healthy (`inspect`);
+//! - changes, intercepted in plan mode: stop, start, restart (`stop` and
+//!   `start`), pull, recreate, run, and exec (`exec`). Exec is a change: the
+//!   command it runs can change anything inside the container, and the host
+//!   cannot tell a `cat` from an `rm` (the product's plugins do not use it;
+//!   the host's own pg_dump in a bundled database is the db capability's).
+//!
+//! Plan mode (`opshost run --plan`): a change is recorded, not made, and
+//! answered thus (the checks that only read still run, so a plan fails
+//! where the run would: the deployment and service exist, the image is
+//! allowed, `--require-signed` has a policy):
+//! - stop, start, restart: `ok` (the service's containers are left as they are);
+//! - pull: the repo digest the image already has here, else the clearly
+//!   fake `REPO@sha256:000…0` (audited "planned: not pulled");
+//! - recreate: the service's current container, state unchanged (an
+//!   explicit image's signature is not checked: the pull that would have
+//!   verified it was planned, not made);
+//! - run: exit code 0, empty stdout and stderr;
+//! - exec: a process whose stdin is discarded, with empty stdout and
+//!   stderr, that exits 0.
 
-mod health;
+pub mod backend;
+mod docker;
+pub(crate) mod images;
 mod process;
-mod recreate;
-pub(crate) mod scope;
 mod signed;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use bollard::models::ContainerInspectResponse;
-use bollard::query_parameters::{CreateImageOptionsBuilder, LogsOptionsBuilder};
-use bollard::Docker;
 use futures::future::BoxFuture;
-use futures::stream::BoxStream;
 use futures::StreamExt;
 use wasmtime::component::Resource;
 
@@ -24,73 +51,81 @@ use super::bindings::opshost::plugin::container::{
 };
 use super::stream::{ByteSource, Origin, Reader, Writer};
 use super::{CapError, RunContext};
-use crate::config::ContainersResource;
-use crate::policy::ContainerVerb;
+use crate::config::{ContainerBackendKind, ContainersResource};
+use crate::gate::{self, Effect};
+use crate::policy::{ContainerVerb, Grant};
 use crate::runtime::HostState;
+use backend::{Chunks, Container, ContainerBackend, Exec, ExecSpec, ReplaceSpec, RunOnceSpec};
 pub use process::Process;
-use scope::engine_error;
+
+/// A `[containers.NAME]` entry, resolved: its settings and its backend.
+#[derive(Clone)]
+pub(crate) struct Deployment {
+    pub resource: ContainersResource,
+    pub backend: Arc<dyn ContainerBackend>,
+}
 
 impl RunContext {
-    /// The engine, connected once per run; the API version is negotiated
-    /// (the engine may be older than bollard's default).
-    pub(crate) async fn docker(&self) -> Result<Docker, CapError> {
-        self.docker
-            .get_or_try_init(|| async {
-                let docker = Docker::connect_with_local_defaults().map_err(|e| {
-                    CapError::Failed(format!("cannot reach the Docker Engine: {e}"))
-                })?;
-                docker
-                    .negotiate_version()
-                    .await
-                    .map_err(|e| CapError::Failed(format!("cannot reach the Docker Engine: {e}")))
-            })
-            .await
-            .cloned()
-    }
-
-    /// Check the grant for `verb` on one service, then find its container.
-    async fn service(
-        &self,
-        name: &str,
-        service: &str,
-        verb: ContainerVerb,
-    ) -> Result<(Docker, ContainersResource, ContainerInspectResponse), CapError> {
-        let (docker, res) = self.containers(name, Some(service), &[verb]).await?;
-        let container = scope::service_container(&docker, &res.project, service).await?;
-        Ok((docker, res, container))
-    }
-
-    /// Check the grant, then resolve the resource and the engine.
-    async fn containers(
-        &self,
-        name: &str,
-        service: Option<&str>,
-        verbs: &[ContainerVerb],
-    ) -> Result<(Docker, ContainersResource), CapError> {
-        for verb in verbs {
-            self.grants.container(name, service, *verb)?;
-        }
-        let resource = self.config.containers.get(name).cloned().ok_or_else(|| {
-            CapError::NotFound(format!("the config names no compose project \"{name}\""))
-        })?;
-        Ok((self.docker().await?, resource))
+    /// The deployment the config names `name`, on its backend (the Docker
+    /// client is connected once per run).
+    pub(crate) async fn deployment(&self, name: &str) -> Result<Deployment, CapError> {
+        let resource = gate::configured(&self.config.containers, "compose project", name)?.clone();
+        let backend: Arc<dyn ContainerBackend> = match resource.backend {
+            ContainerBackendKind::Docker => Arc::new(docker::DockerBackend::new(
+                docker::client(&self.docker).await?,
+                &resource.project,
+            )),
+            // The config refuses it when loaded; this is the same answer.
+            ContainerBackendKind::Kubernetes => {
+                return Err(CapError::Unsupported(format!(
+                    "[containers.{name}] backend = \"kubernetes\" is designed (docs/kubernetes-backend.md) but not built"
+                )))
+            }
+        };
+        Ok(Deployment { resource, backend })
     }
 }
 
-/// Container logs, chunk by chunk.
-struct LogSource {
-    stream: BoxStream<'static, Result<bollard::container::LogOutput, bollard::errors::Error>>,
+/// The single-verb grant (or verbs, for restart) a call needs.
+fn wanted(project: &str, service: Option<&str>, verbs: &[ContainerVerb]) -> Grant {
+    Grant::Container {
+        resource: project.to_string(),
+        service: service.map(str::to_string),
+        verbs: verbs.iter().copied().collect(),
+    }
+}
+
+fn info(c: Container) -> ContainerInfo {
+    ContainerInfo {
+        id: c.id,
+        name: c.name,
+        service: c.service,
+        image: c.image,
+        image_id: c.image_id,
+        state: c.state,
+        health: c.health,
+        exit_code: c.exit_code,
+        labels: c.labels,
+    }
+}
+
+/// What plan mode answers a pull of an image that is not here.
+fn fake_digest(image: &str) -> String {
+    format!("{}@sha256:{}", images::repository(image), "0".repeat(64))
+}
+
+/// A backend's byte stream as a plugin reader, chunk by chunk.
+struct ChunkSource {
+    stream: Chunks,
     pending: bytes::Bytes,
 }
 
-impl ByteSource for LogSource {
+impl ByteSource for ChunkSource {
     fn read(&mut self, max: usize) -> BoxFuture<'_, Result<Vec<u8>, CapError>> {
         Box::pin(async move {
             if self.pending.is_empty() {
                 match self.stream.next().await {
-                    Some(item) => {
-                        self.pending = item.map_err(|e| engine_error("logs", e))?.into_bytes()
-                    }
+                    Some(item) => self.pending = item?,
                     None => return Ok(Vec::new()),
                 }
             }
@@ -102,18 +137,15 @@ impl ByteSource for LogSource {
 
 impl wit::Host for HostState {
     async fn list(&mut self, project: String) -> Result<Vec<ContainerInfo>, CapError> {
-        let call = self.run.call("container", &project, "inspect");
+        let call = self.run.call("container", &project, "inspect").gate(
+            &wanted(&project, None, &[ContainerVerb::Inspect]),
+            Effect::Reads,
+        )?;
         let run = self.run.clone();
         call.finish(
             async {
-                let (docker, res) = run
-                    .containers(&project, None, &[ContainerVerb::Inspect])
-                    .await?;
-                Ok(scope::project_containers(&docker, &res.project)
-                    .await?
-                    .iter()
-                    .map(scope::info)
-                    .collect())
+                let d = run.deployment(&project).await?;
+                Ok(d.backend.list().await?.into_iter().map(info).collect())
             }
             .await,
         )
@@ -127,16 +159,16 @@ impl wit::Host for HostState {
         let call = self
             .run
             .call("container", &project, "inspect")
-            .detail(&service);
+            .detail(&service)
+            .gate(
+                &wanted(&project, Some(&service), &[ContainerVerb::Inspect]),
+                Effect::Reads,
+            )?;
         let run = self.run.clone();
         call.finish(
             async {
-                let (docker, res) = run
-                    .containers(&project, Some(&service), &[ContainerVerb::Inspect])
-                    .await?;
-                Ok(scope::info(
-                    &scope::service_container(&docker, &res.project, &service).await?,
-                ))
+                let d = run.deployment(&project).await?;
+                Ok(info(d.backend.inspect(&service).await?))
             }
             .await,
         )
@@ -150,21 +182,16 @@ impl wit::Host for HostState {
         let call = self
             .run
             .call("container", &project, "environment")
-            .detail(&service);
+            .detail(&service)
+            .gate(
+                &wanted(&project, Some(&service), &[ContainerVerb::Inspect]),
+                Effect::Reads,
+            )?;
         let run = self.run.clone();
         call.finish(
             async {
-                let (_, _, c) = run
-                    .service(&project, &service, ContainerVerb::Inspect)
-                    .await?;
-                let env = c.config.and_then(|c| c.env).unwrap_or_default();
-                Ok(env
-                    .into_iter()
-                    .map(|kv| match kv.split_once('=') {
-                        Some((k, v)) => (k.to_string(), v.to_string()),
-                        None => (kv, String::new()),
-                    })
-                    .collect())
+                let d = run.deployment(&project).await?;
+                d.backend.environment(&service).await
             }
             .await,
         )
@@ -179,18 +206,16 @@ impl wit::Host for HostState {
         let call = self
             .run
             .call("container", &project, "logs")
-            .detail(&service);
+            .detail(&service)
+            .gate(
+                &wanted(&project, Some(&service), &[ContainerVerb::Logs]),
+                Effect::Reads,
+            )?;
         let run = self.run.clone();
         let stream = call.finish(
             async {
-                let (docker, _, c) = run.service(&project, &service, ContainerVerb::Logs).await?;
-                let tail = tail.map(|t| t.to_string()).unwrap_or_else(|| "all".into());
-                let options = LogsOptionsBuilder::default()
-                    .stdout(true)
-                    .stderr(true)
-                    .tail(&tail)
-                    .build();
-                Ok(docker.logs(&scope::id(&c)?, Some(options)).boxed())
+                let d = run.deployment(&project).await?;
+                d.backend.logs(&service, tail).await
             }
             .await,
         )?;
@@ -201,7 +226,7 @@ impl wit::Host for HostState {
             what: format!("logs {service}"),
         };
         Ok(self.table.push(Reader::new(
-            LogSource {
+            ChunkSource {
                 stream,
                 pending: bytes::Bytes::new(),
             },
@@ -220,29 +245,36 @@ impl wit::Host for HostState {
         let call = self
             .run
             .call("container", &project, "exec")
-            .detail(format!("{service}: {first}"));
+            .detail(format!("{service}: {first}"))
+            .gate(
+                &wanted(&project, Some(&service), &[ContainerVerb::Exec]),
+                Effect::Changes,
+            )?;
+        let simulated = call.simulated();
         let run = self.run.clone();
-        let process = call.finish(
+        let with_stdin = options.with_stdin;
+        let exec = call.finish(
             async {
                 if command.is_empty() {
                     return Err(CapError::Invalid("exec needs a command".into()));
                 }
-                let (docker, _, c) = run.service(&project, &service, ContainerVerb::Exec).await?;
-                let spec = process::Spec {
+                let d = run.deployment(&project).await?;
+                if simulated {
+                    d.backend.inspect(&service).await?;
+                    return Ok(Exec::simulated(with_stdin));
+                }
+                let spec = ExecSpec {
                     command,
-                    env: options
-                        .env
-                        .iter()
-                        .map(|(k, v)| format!("{k}={v}"))
-                        .collect(),
+                    env: options.env,
                     user: options.user,
                     workdir: options.workdir,
-                    with_stdin: options.with_stdin,
+                    with_stdin,
                 };
-                Process::start(&docker, &scope::id(&c)?, spec).await
+                d.backend.exec(&service, spec).await
             }
             .await,
         )?;
+        let process = Process::new(exec, with_stdin).await;
         Ok(self.table.push(process)?)
     }
 
@@ -255,18 +287,20 @@ impl wit::Host for HostState {
         let call = self
             .run
             .call("container", &project, "stop")
-            .detail(&service);
+            .detail(&service)
+            .gate(
+                &wanted(&project, Some(&service), &[ContainerVerb::Stop]),
+                Effect::Changes,
+            )?;
+        let simulated = call.simulated();
         let run = self.run.clone();
         call.finish(
             async {
-                let (docker, res) = run
-                    .containers(&project, Some(&service), &[ContainerVerb::Stop])
-                    .await?;
-                // Every replica: "stop the worker" means all of it.
-                for c in scope::service_containers(&docker, &res.project, &service).await? {
-                    recreate::stop(&docker, &scope::id(&c)?, timeout_s).await?;
+                let d = run.deployment(&project).await?;
+                if simulated {
+                    return d.backend.inspect(&service).await.map(drop);
                 }
-                Ok(())
+                d.backend.stop(&service, timeout_s).await
             }
             .await,
         )
@@ -276,24 +310,20 @@ impl wit::Host for HostState {
         let call = self
             .run
             .call("container", &project, "start")
-            .detail(&service);
+            .detail(&service)
+            .gate(
+                &wanted(&project, Some(&service), &[ContainerVerb::Start]),
+                Effect::Changes,
+            )?;
+        let simulated = call.simulated();
         let run = self.run.clone();
         call.finish(
             async {
-                let (docker, res) = run
-                    .containers(&project, Some(&service), &[ContainerVerb::Start])
-                    .await?;
-                for c in scope::service_containers(&docker, &res.project, &service).await? {
-                    match docker.start_container(&scope::id(&c)?, None).await {
-                        // 304: already running.
-                        Err(bollard::errors::Error::DockerResponseServerError {
-                            status_code: 304,
-                            ..
-                        }) => {}
-                        other => other.map_err(|e| engine_error("start", e))?,
-                    }
+                let d = run.deployment(&project).await?;
+                if simulated {
+                    return d.backend.inspect(&service).await.map(drop);
                 }
-                Ok(())
+                d.backend.start(&service).await
             }
             .await,
         )
@@ -305,61 +335,53 @@ impl wit::Host for HostState {
         service: String,
         timeout_s: Option<u32>,
     ) -> Result<(), CapError> {
+        let verbs = [ContainerVerb::Stop, ContainerVerb::Start];
         let call = self
             .run
             .call("container", &project, "restart")
-            .detail(&service);
+            .detail(&service)
+            .gate(&wanted(&project, Some(&service), &verbs), Effect::Changes)?;
+        let simulated = call.simulated();
         let run = self.run.clone();
         call.finish(
             async {
-                let verbs = [ContainerVerb::Stop, ContainerVerb::Start];
-                let (docker, res) = run.containers(&project, Some(&service), &verbs).await?;
-                let id =
-                    scope::id(&scope::service_container(&docker, &res.project, &service).await?)?;
-                recreate::stop(&docker, &id, timeout_s).await?;
-                docker
-                    .start_container(&id, None)
-                    .await
-                    .map_err(|e| engine_error("start", e))
+                let d = run.deployment(&project).await?;
+                if simulated {
+                    return d.backend.inspect(&service).await.map(drop);
+                }
+                d.backend.restart(&service, timeout_s).await
             }
             .await,
         )
     }
 
     async fn pull(&mut self, project: String, image: String) -> Result<String, CapError> {
-        let call = self.run.call("container", &project, "pull").detail(&image);
+        let call = self
+            .run
+            .call("container", &project, "pull")
+            .detail(&image)
+            .gate(
+                &wanted(&project, None, &[ContainerVerb::Pull]),
+                Effect::Changes,
+            )?;
+        let simulated = call.simulated();
         let run = self.run.clone();
         let pulled = async {
-            let (docker, res) = run
-                .containers(&project, None, &[ContainerVerb::Pull])
-                .await?;
-            scope::check_image(&docker, &project, &res, &image).await?;
-            signed::before_pull(&run, &project, &res)?;
-            let options = CreateImageOptionsBuilder::default()
-                .from_image(&image)
-                .build();
-            let mut progress = docker.create_image(Some(options), None, None);
-            while let Some(step) = progress.next().await {
-                step.map_err(|e| engine_error(&format!("pull {image}"), e))?;
+            let d = run.deployment(&project).await?;
+            images::check(d.backend.as_ref(), &project, &d.resource, &image).await?;
+            signed::before_pull(&run, &project, &d.resource)?;
+            if simulated {
+                return Ok(match d.backend.local_digest(&image).await? {
+                    Some(digest) => (
+                        digest.clone(),
+                        format!("{image} -> {digest}: planned, the image is here"),
+                    ),
+                    None => (fake_digest(&image), format!("{image}: planned: not pulled")),
+                });
             }
-            let inspected = docker
-                .inspect_image(&image)
-                .await
-                .map_err(|e| engine_error("inspect image", e))?;
-            let repo = scope::repository(&image);
-            let digests = inspected.repo_digests.unwrap_or_default();
-            // A pull by digest returns that digest, even when the image
-            // has others from the same repository (it is what gets verified).
-            let digest = digests
-                .iter()
-                .find(|d| **d == image)
-                .or_else(|| digests.iter().find(|d| scope::repository(d) == repo))
-                .cloned()
-                .ok_or_else(|| {
-                    CapError::Failed(format!("{image} was pulled but has no digest from {repo}"))
-                })?;
+            let digest = d.backend.pull(&image).await?;
             // The host checks the signature, never the plugin.
-            let verdict = signed::after_pull(&run, &project, &res, &image, &digest).await?;
+            let verdict = signed::after_pull(&run, &project, &d.resource, &image, &digest).await?;
             Ok((digest, verdict))
         }
         .await;
@@ -378,53 +400,36 @@ impl wit::Host for HostState {
         let call = self
             .run
             .call("container", &project, "recreate")
-            .detail(&service);
+            .detail(&service)
+            .gate(
+                &wanted(&project, Some(&service), &[ContainerVerb::Recreate]),
+                Effect::Changes,
+            )?;
+        let simulated = call.simulated();
         let run = self.run.clone();
         call.finish(
             async {
-                let (docker, res) = run
-                    .containers(&project, Some(&service), &[ContainerVerb::Recreate])
-                    .await?;
-                recreate::tidy(&docker, &res.project, &service).await?;
-                let replicas = scope::service_containers(&docker, &res.project, &service).await?;
-                let env = recreate::EnvChange {
-                    set: &spec.env_set,
-                    unset: &spec.env_unset,
-                };
-                // Nothing to wait for in a container left stopped.
-                let gate = spec
-                    .healthy_within_ms
-                    .filter(|_| !spec.stopped)
-                    .map(|ms| Duration::from_millis(ms.into()));
-                // One replica at a time: the others keep serving meanwhile.
-                let mut first = None;
-                for old in &replicas {
-                    let image =
-                        scope::image_for(&docker, &run, &project, &res, spec.image.clone(), old)
-                            .await?;
-                    let new_id =
-                        recreate::recreate(&docker, old, image, &env, !spec.stopped).await?;
-                    let new = match gate {
-                        Some(within) => {
-                            health::healthy(
-                                &docker,
-                                &new_id,
-                                &service,
-                                within,
-                                spec.ready_path.as_deref(),
-                            )
-                            .await?
-                        }
-                        None => docker
-                            .inspect_container(&new_id, None)
-                            .await
-                            .map_err(|e| engine_error("inspect", e))?,
-                    };
-                    first.get_or_insert(scope::info(&new));
+                let d = run.deployment(&project).await?;
+                let backend = d.backend.as_ref();
+                if simulated {
+                    if let Some(image) = &spec.image {
+                        images::check(backend, &project, &d.resource, image).await?;
+                    }
+                    return Ok(info(backend.inspect(&service).await?));
                 }
-                first.ok_or_else(|| {
-                    CapError::NotFound(format!("no container for service \"{service}\""))
-                })
+                let image = spec.image.as_deref();
+                images::check_requested(&run, backend, &project, &d.resource, image).await?;
+                let replace = ReplaceSpec {
+                    image: spec.image,
+                    env_set: spec.env_set,
+                    env_unset: spec.env_unset,
+                    stopped: spec.stopped,
+                    healthy_within: spec
+                        .healthy_within_ms
+                        .map(|ms| Duration::from_millis(ms.into())),
+                    ready_path: spec.ready_path,
+                };
+                Ok(info(backend.replace(&service, replace).await?))
             }
             .await,
         )
@@ -436,29 +441,44 @@ impl wit::Host for HostState {
         service: String,
         spec: RunSpec,
     ) -> Result<RunOutput, CapError> {
-        let call = self.run.call("container", &project, "run").detail(&service);
+        let call = self
+            .run
+            .call("container", &project, "run")
+            .detail(&service)
+            .gate(
+                &wanted(&project, Some(&service), &[ContainerVerb::Run]),
+                Effect::Changes,
+            )?;
+        let simulated = call.simulated();
         let run = self.run.clone();
         call.finish(
             async {
-                let (docker, res, base) =
-                    run.service(&project, &service, ContainerVerb::Run).await?;
-                let image =
-                    scope::image_for(&docker, &run, &project, &res, spec.image, &base).await?;
-                let one_off = recreate::OneOff {
-                    image,
+                let d = run.deployment(&project).await?;
+                let backend = d.backend.as_ref();
+                if simulated {
+                    if let Some(image) = &spec.image {
+                        images::check(backend, &project, &d.resource, image).await?;
+                    }
+                    backend.inspect(&service).await?;
+                    return Ok(RunOutput {
+                        exit_code: 0,
+                        stdout: Vec::new(),
+                        stderr: Vec::new(),
+                    });
+                }
+                let image = spec.image.as_deref();
+                images::check_requested(&run, backend, &project, &d.resource, image).await?;
+                let once = RunOnceSpec {
+                    image: spec.image,
                     command: spec.command,
-                    env: recreate::EnvChange {
-                        set: &spec.env_set,
-                        unset: &[],
-                    },
+                    env_set: spec.env_set,
                     timeout: Duration::from_millis(spec.timeout_ms.unwrap_or(600_000).into()),
                 };
-                let (exit_code, stdout, stderr) =
-                    recreate::run_once(&docker, &base, one_off).await?;
+                let out = backend.run_once(&service, once).await?;
                 Ok(RunOutput {
-                    exit_code,
-                    stdout,
-                    stderr,
+                    exit_code: out.exit_code,
+                    stdout: out.stdout,
+                    stderr: out.stderr,
                 })
             }
             .await,
@@ -474,24 +494,17 @@ impl wit::Host for HostState {
         let call = self
             .run
             .call("container", &project, "wait-healthy")
-            .detail(&service);
+            .detail(&service)
+            .gate(
+                &wanted(&project, Some(&service), &[ContainerVerb::Inspect]),
+                Effect::Reads,
+            )?;
         let run = self.run.clone();
         call.finish(
             async {
-                let (docker, res) = run
-                    .containers(&project, Some(&service), &[ContainerVerb::Inspect])
-                    .await?;
+                let d = run.deployment(&project).await?;
                 let within = Duration::from_millis(timeout_ms.into());
-                let mut first = None;
-                for c in scope::service_containers(&docker, &res.project, &service).await? {
-                    let id = scope::id(&c)?;
-                    first.get_or_insert(
-                        health::healthy(&docker, &id, &service, within, None).await?,
-                    );
-                }
-                first.map(|c| scope::info(&c)).ok_or_else(|| {
-                    CapError::NotFound(format!("no container for service \"{service}\""))
-                })
+                Ok(info(d.backend.wait_healthy(&service, within).await?))
             }
             .await,
         )

@@ -1,11 +1,10 @@
-//! `exec` in a running container: stdout and stderr as separate readers
-//! (demultiplexed by a task), stdin as an optional writer, and the exit code.
+//! An exec as the plugin holds it (the WIT `process` resource): stdout
+//! and stderr as separate readers (demultiplexed by a task), stdin as an
+//! optional writer, and the exit code. Backend-neutral: it wraps the
+//! backend's [`Exec`].
 
 use std::pin::Pin;
 
-use bollard::container::LogOutput;
-use bollard::exec::{CreateExecOptions, StartExecResults};
-use bollard::Docker;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::StreamExt;
@@ -13,80 +12,55 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use tokio::task::JoinHandle;
 
-use super::super::stream::{ByteSink, ByteSource};
-use super::super::CapError;
-use super::scope::engine_error;
+use super::backend::{Exec, Output};
+use crate::caps::stream::{ByteSink, ByteSource};
+use crate::caps::CapError;
 
 pub struct Process {
-    docker: Docker,
-    exec_id: String,
     stdin: Option<Pin<Box<dyn AsyncWrite + Send>>>,
     stdout: Option<UnboundedReceiver<Bytes>>,
     stderr: Option<UnboundedReceiver<Bytes>>,
-    pump: Option<JoinHandle<Result<(), String>>>,
-}
-
-pub struct Spec {
-    pub command: Vec<String>,
-    pub env: Vec<String>,
-    pub user: Option<String>,
-    pub workdir: Option<String>,
-    pub with_stdin: bool,
+    pump: Option<JoinHandle<Result<(), CapError>>>,
+    exit: Option<BoxFuture<'static, Result<i64, CapError>>>,
 }
 
 impl Process {
-    pub async fn start(docker: &Docker, container_id: &str, spec: Spec) -> Result<Self, CapError> {
-        let options = CreateExecOptions {
-            cmd: Some(spec.command),
-            env: Some(spec.env),
-            user: spec.user,
-            working_dir: spec.workdir,
-            attach_stdin: Some(spec.with_stdin),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            ..Default::default()
-        };
-        let created = docker
-            .create_exec(container_id, options)
-            .await
-            .map_err(|e| engine_error("exec", e))?;
-        let started = docker
-            .start_exec(&created.id, None)
-            .await
-            .map_err(|e| engine_error("exec", e))?;
-        let StartExecResults::Attached { mut output, input } = started else {
-            return Err(CapError::Failed("the engine detached the exec".into()));
-        };
+    /// Take over a started exec; without `with_stdin` its stdin is closed
+    /// at once, so the command reads end-of-file.
+    pub async fn new(exec: Exec, with_stdin: bool) -> Self {
+        let Exec {
+            stdin,
+            mut output,
+            exit,
+        } = exec;
         let (out_tx, out_rx) = unbounded_channel();
         let (err_tx, err_rx) = unbounded_channel();
         // A reader the plugin never takes still has to be drained, or a
         // chatty command would block: unbounded channels, dropped on close.
         let pump = tokio::spawn(async move {
             while let Some(item) = output.next().await {
-                match item.map_err(|e| e.to_string())? {
-                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                match item? {
+                    Output::Stdout(message) => {
                         let _ = out_tx.send(message);
                     }
-                    LogOutput::StdErr { message } => {
+                    Output::Stderr(message) => {
                         let _ = err_tx.send(message);
                     }
-                    LogOutput::StdIn { .. } => {}
                 }
             }
             Ok(())
         });
         let mut process = Self {
-            docker: docker.clone(),
-            exec_id: created.id,
-            stdin: Some(input),
+            stdin,
             stdout: Some(out_rx),
             stderr: Some(err_rx),
             pump: Some(pump),
+            exit: Some(exit),
         };
-        if !spec.with_stdin {
+        if !with_stdin {
             process.close_stdin().await;
         }
-        Ok(process)
+        process
     }
 
     async fn close_stdin(&mut self) {
@@ -120,24 +94,21 @@ impl Process {
     /// What waiting needs, moved out so no borrow of the resource table is
     /// held across the wait. Taken once: a second wait is refused.
     pub fn waiter(&mut self) -> Result<Waiter, CapError> {
-        let pump = self
-            .pump
-            .take()
-            .ok_or_else(|| CapError::Invalid("wait was already called".into()))?;
+        let (Some(pump), Some(exit)) = (self.pump.take(), self.exit.take()) else {
+            return Err(CapError::Invalid("wait was already called".into()));
+        };
         Ok(Waiter {
-            docker: self.docker.clone(),
-            exec_id: self.exec_id.clone(),
             stdin: self.stdin.take(),
             pump,
+            exit,
         })
     }
 }
 
 pub struct Waiter {
-    docker: Docker,
-    exec_id: String,
     stdin: Option<Pin<Box<dyn AsyncWrite + Send>>>,
-    pump: JoinHandle<Result<(), String>>,
+    pump: JoinHandle<Result<(), CapError>>,
+    exit: BoxFuture<'static, Result<i64, CapError>>,
 }
 
 impl Waiter {
@@ -146,28 +117,10 @@ impl Waiter {
         if let Some(mut input) = self.stdin.take() {
             let _ = input.shutdown().await;
         }
-        {
-            let pump = self.pump;
-            pump.await
-                .map_err(|e| CapError::Failed(format!("exec output: {e}")))?
-                .map_err(|e| CapError::Failed(format!("exec output: {e}")))?;
-        }
-        for _ in 0..100 {
-            let inspect = self
-                .docker
-                .inspect_exec(&self.exec_id)
-                .await
-                .map_err(|e| engine_error("exec", e))?;
-            if inspect.running != Some(true) {
-                return inspect
-                    .exit_code
-                    .ok_or_else(|| CapError::Failed("the exec has no exit code".into()));
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        Err(CapError::TimedOut(
-            "the exec's output ended but it is still running".into(),
-        ))
+        self.pump
+            .await
+            .map_err(|e| CapError::Failed(format!("exec output: {e}")))??;
+        self.exit.await
     }
 }
 

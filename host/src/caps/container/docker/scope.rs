@@ -1,7 +1,7 @@
-//! Finding a grant's containers: a compose project (and service) named in
-//! the config, by the labels compose puts on its containers. Plugins name
-//! services, never container ids, so nothing outside the project is
-//! reachable. Also: what a plugin may pull or run (the image allow-list).
+//! Finding a deployment's containers: a compose project (and service)
+//! named in the config, by the labels compose puts on its containers.
+//! Plugins name services, never container ids, so nothing outside the
+//! project is reachable.
 
 use std::collections::HashMap;
 
@@ -9,9 +9,8 @@ use bollard::models::ContainerInspectResponse;
 use bollard::query_parameters::ListContainersOptionsBuilder;
 use bollard::Docker;
 
-use super::super::bindings::opshost::plugin::container::ContainerInfo;
-use super::super::{CapError, RunContext};
-use crate::config::ContainersResource;
+use crate::caps::container::backend::Container;
+use crate::caps::CapError;
 
 pub const PROJECT_LABEL: &str = "com.docker.compose.project";
 pub const SERVICE_LABEL: &str = "com.docker.compose.service";
@@ -142,7 +141,7 @@ pub fn id(c: &ContainerInspectResponse) -> Result<String, CapError> {
         .ok_or_else(|| CapError::Failed("the engine returned a container without an id".into()))
 }
 
-pub fn info(c: &ContainerInspectResponse) -> ContainerInfo {
+pub fn info(c: &ContainerInspectResponse) -> Container {
     let state = c.state.as_ref();
     let health = state
         .and_then(|s| s.health.as_ref())
@@ -157,7 +156,7 @@ pub fn info(c: &ContainerInspectResponse) -> ContainerInfo {
         .into_iter()
         .collect();
     labels.sort();
-    ContainerInfo {
+    Container {
         id: c.id.clone().unwrap_or_default(),
         name: c
             .name
@@ -179,90 +178,5 @@ pub fn info(c: &ContainerInspectResponse) -> ContainerInfo {
         health,
         exit_code: state.and_then(|s| s.exit_code),
         labels,
-    }
-}
-
-/// `registry/path/name` of a reference, without tag or digest.
-pub fn repository(reference: &str) -> &str {
-    let no_digest = reference.split('@').next().unwrap_or(reference);
-    // A ':' after the last '/' is a tag; one before it is a registry port.
-    match no_digest.rfind(':') {
-        Some(colon) if colon > no_digest.rfind('/').unwrap_or(0) => &no_digest[..colon],
-        _ => no_digest,
-    }
-}
-
-/// May a plugin use `image` in this project? Only repositories the operator
-/// listed, or (by default) those the project already runs.
-pub async fn check_image(
-    docker: &Docker,
-    name: &str,
-    resource: &ContainersResource,
-    image: &str,
-) -> Result<(), CapError> {
-    let allowed: Vec<String> = match &resource.images {
-        Some(list) => list.clone(),
-        None => project_containers(docker, &resource.project)
-            .await?
-            .iter()
-            .filter_map(|c| c.config.as_ref()?.image.clone())
-            .map(|i| repository(&i).to_string())
-            .collect(),
-    };
-    if allowed.iter().any(|a| a == repository(image)) {
-        Ok(())
-    } else {
-        Err(CapError::Denied(format!(
-            "image {image:?} is not from a repository this project may use ({}); the operator lists them in [containers.{name}] images",
-            if allowed.is_empty() { "none".to_string() } else { allowed.join(", ") }
-        )))
-    }
-}
-
-/// The image a recreate or one-off run uses: the plugin's choice, if the
-/// allow-list permits it, else the image `current` runs.
-/// With a signature policy, the plugin's choice must also be a digest
-/// verified in this run (`signed::check_use`).
-pub async fn image_for(
-    docker: &Docker,
-    run: &RunContext,
-    name: &str,
-    resource: &ContainersResource,
-    requested: Option<String>,
-    current: &ContainerInspectResponse,
-) -> Result<String, CapError> {
-    match requested {
-        Some(image) => {
-            check_image(docker, name, resource, &image).await?;
-            super::signed::check_use(run, name, resource, &image)?;
-            Ok(image)
-        }
-        None => Ok(current
-            .config
-            .as_ref()
-            .and_then(|c| c.image.clone())
-            .unwrap_or_default()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn repositories_drop_tags_and_digests_not_ports() {
-        assert_eq!(
-            repository("127.0.0.1:5000/agledger/agledger:1.3.3"),
-            "127.0.0.1:5000/agledger/agledger"
-        );
-        assert_eq!(
-            repository("127.0.0.1:5000/agledger/agledger"),
-            "127.0.0.1:5000/agledger/agledger"
-        );
-        assert_eq!(
-            repository("agledger/agledger@sha256:abc"),
-            "agledger/agledger"
-        );
-        assert_eq!(repository("busybox:1"), "busybox");
     }
 }

@@ -15,8 +15,8 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures::StreamExt;
 
-use super::super::CapError;
 use super::scope::{engine_error, id, ONEOFF_LABEL};
+use crate::caps::CapError;
 
 /// Output kept from a one-off container, per stream.
 const MAX_OUTPUT: usize = 16 << 20;

@@ -12,18 +12,23 @@ use bollard::Docker;
 use super::scope::{self, engine_error};
 use crate::caps::CapError;
 
-/// The container's address on its first network and its first exposed
-/// TCP port: where the service inside listens.
-fn address(c: &ContainerInspectResponse) -> Option<SocketAddr> {
-    let ip: IpAddr = c
-        .network_settings
+/// The container's address on its first network (none while it is not
+/// running).
+pub fn ip(c: &ContainerInspectResponse) -> Option<IpAddr> {
+    c.network_settings
         .as_ref()?
         .networks
         .as_ref()?
         .values()
         .find_map(|n| n.ip_address.as_deref().filter(|ip| !ip.is_empty()))?
         .parse()
-        .ok()?;
+        .ok()
+}
+
+/// The container's address on its first network and its first exposed
+/// TCP port: where the service inside listens.
+fn address(c: &ContainerInspectResponse) -> Option<SocketAddr> {
+    let ip = ip(c)?;
     let mut ports: Vec<u16> = c
         .config
         .as_ref()?
