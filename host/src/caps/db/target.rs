@@ -1,8 +1,7 @@
 //! Where a `[db.NAME]` database is, and where its client tools run: on the
-//! host, or (bundled mode) inside the project's database container, found
-//! by its compose service.
+//! host, or (bundled mode) inside the database service's container, found
+//! through the container backend (`caps::container::backend`).
 
-use super::super::container::scope;
 use super::super::{CapError, RunContext};
 use super::connect::{resolve, Target};
 use super::tools;
@@ -21,38 +20,17 @@ impl RunContext {
         })?;
         let (bundled_host, runner) = match &resource.container {
             None => (None, tools::Runner::Host),
+            // Through the container backend: the service's address, and
+            // exec inside its container for the client tools.
             Some(containers) => {
-                let project = &self
-                    .config
-                    .containers
-                    .get(containers)
-                    .ok_or_else(|| {
-                        CapError::NotFound(format!(
-                            "the config names no compose project \"{containers}\""
-                        ))
-                    })?
-                    .project;
+                let deployment = self.deployment(containers).await?;
                 let service = resource.service.as_deref().unwrap_or("postgres");
-                let docker = self.docker().await?;
-                let c = scope::service_container(&docker, project, service).await?;
-                let ip = c
-                    .network_settings
-                    .as_ref()
-                    .and_then(|n| n.networks.as_ref())
-                    .and_then(|n| {
-                        n.values()
-                            .find_map(|e| e.ip_address.clone().filter(|ip| !ip.is_empty()))
-                    })
-                    .ok_or_else(|| {
-                        CapError::Failed(format!(
-                            "the {service} container has no network address (is it running?)"
-                        ))
-                    })?;
+                let ip = deployment.backend.address(service).await?;
                 (
-                    Some(ip),
+                    Some(ip.to_string()),
                     tools::Runner::Container {
-                        docker,
-                        id: scope::id(&c)?,
+                        backend: deployment.backend,
+                        service: service.to_string(),
                     },
                 )
             }

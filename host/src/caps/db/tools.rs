@@ -4,20 +4,18 @@
 //! cap-std), never as paths a tool could resolve through a symlink.
 //!
 //! With a bundled database the tools run inside its container through the
-//! Docker exec API (the image's own pg_dump matches its server), with the
-//! file streamed through the exec's stdin/stdout.
+//! container backend's exec (the image's own pg_dump matches its server),
+//! with the file streamed through the exec's stdin/stdout.
 
 use std::io::Write;
 use std::process::Stdio;
+use std::sync::Arc;
 
-use bollard::container::LogOutput;
-use bollard::exec::{CreateExecOptions, StartExecResults};
-use bollard::Docker;
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
-use super::super::container::scope::engine_error;
+use super::super::container::backend::{ContainerBackend, ExecSpec, Output};
 use super::super::CapError;
 use super::connect::Target;
 
@@ -33,10 +31,10 @@ impl<T> Drop for AbortOnDrop<T> {
 /// Where the tools run.
 pub enum Runner {
     Host,
-    /// Inside the database's container (bundled mode).
+    /// Inside the database service's container (bundled mode).
     Container {
-        docker: Docker,
-        id: String,
+        backend: Arc<dyn ContainerBackend>,
+        service: String,
     },
 }
 
@@ -63,8 +61,8 @@ async fn run(
     }
     match runner {
         Runner::Host => on_host(tool, args, env, input, output).await,
-        Runner::Container { docker, id } => {
-            in_container(docker, id, tool, args, env, input, output).await
+        Runner::Container { backend, service } => {
+            in_container(backend.as_ref(), service, tool, args, env, input, output).await
         }
     }
 }
@@ -105,44 +103,39 @@ async fn on_host(
 }
 
 async fn in_container(
-    docker: &Docker,
-    id: &str,
+    backend: &dyn ContainerBackend,
+    service: &str,
     tool: &str,
     args: Vec<String>,
     env: Vec<(String, String)>,
     input: Option<std::fs::File>,
     mut output: Option<std::fs::File>,
 ) -> Result<Vec<u8>, CapError> {
-    let mut cmd = vec![tool.to_string()];
-    cmd.extend(args);
-    let options = CreateExecOptions {
-        cmd: Some(cmd),
-        env: Some(env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()),
-        attach_stdin: Some(input.is_some()),
-        attach_stdout: Some(true),
-        attach_stderr: Some(true),
+    let mut command = vec![tool.to_string()];
+    command.extend(args);
+    let spec = ExecSpec {
+        command,
+        env,
+        with_stdin: input.is_some(),
         ..Default::default()
     };
-    let exec = docker
-        .create_exec(id, options)
+    let exec = backend
+        .exec(service, spec)
         .await
-        .map_err(|e| engine_error(tool, e))?;
-    let started = docker
-        .start_exec(&exec.id, None)
-        .await
-        .map_err(|e| engine_error(tool, e))?;
-    let StartExecResults::Attached {
-        output: mut frames,
-        input: mut stdin,
-    } = started
-    else {
-        return Err(CapError::Failed(format!(
-            "{tool}: the engine detached the exec"
-        )));
+        .map_err(|e| e.context(tool))?;
+    let (mut frames, exit) = (exec.output, exec.exit);
+    let input = match (input, exec.stdin) {
+        (Some(file), Some(stdin)) => Some((file, stdin)),
+        (Some(_), None) => {
+            return Err(CapError::Failed(format!(
+                "{tool}: the exec has no stdin to feed the file through"
+            )))
+        }
+        (None, _) => None,
     };
     // Aborted if this call is dropped (the plugin was stopped): the tool
     // then sees its input end, instead of being fed on after the run.
-    let feeder = input.map(|file| {
+    let feeder = input.map(|(file, mut stdin)| {
         AbortOnDrop(tokio::spawn(async move {
             let mut file = tokio::fs::File::from_std(file);
             let copied = tokio::io::copy(&mut file, &mut stdin).await;
@@ -152,14 +145,12 @@ async fn in_container(
     });
     let (mut collected, mut stderr) = (Vec::new(), Vec::new());
     while let Some(frame) = frames.next().await {
-        match frame.map_err(|e| engine_error(tool, e))? {
-            LogOutput::StdOut { message } | LogOutput::Console { message } => match output.as_mut()
-            {
+        match frame.map_err(|e| e.context(tool))? {
+            Output::Stdout(message) => match output.as_mut() {
                 Some(file) => file.write_all(&message)?,
                 None => collected.extend_from_slice(&message),
             },
-            LogOutput::StdErr { message } => stderr.extend_from_slice(&message),
-            LogOutput::StdIn { .. } => {}
+            Output::Stderr(message) => stderr.extend_from_slice(&message),
         }
     }
     if let Some(mut feeder) = feeder {
@@ -176,12 +167,7 @@ async fn in_container(
     if let Some(file) = output.as_mut() {
         file.flush()?;
     }
-    let code = docker
-        .inspect_exec(&exec.id)
-        .await
-        .map_err(|e| engine_error(tool, e))?
-        .exit_code
-        .unwrap_or(-1);
+    let code = exit.await.map_err(|e| e.context(tool))?;
     if code != 0 {
         return Err(CapError::Failed(format!(
             "{tool} failed (exit {code}) in the database container: {}",
