@@ -1,16 +1,12 @@
 //! The container capability against the real Docker Engine and the
 //! AGLedger stand-in deployment (compose project `opshost-test`, brought up
-//! by tests/standin-up.sh). The tests share one deployment, so they run one
-//! at a time.
+//! by tests/standin-up.sh). The tests share one deployment (with other
+//! test runs on the machine too), so they hold its lock.
 
 mod common;
 
-use std::sync::Mutex;
-
-use common::standin::docker;
+use common::standin::{deployment_lock, docker};
 use common::*;
-
-static ENGINE: Mutex<()> = Mutex::new(());
 
 fn project() -> String {
     std::env::var("OPSHOST_TEST_STANDIN_PROJECT").unwrap_or_else(|_| {
@@ -51,7 +47,7 @@ fn probe_fails(sb: &Sandbox, args: &[&str]) -> serde_json::Value {
 
 #[test]
 fn list_and_inspect_see_only_the_project() {
-    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let _d = deployment_lock();
     let sb = sandbox();
     // A container outside the project, with a service label that would match.
     docker(&["rm", "-f", "opshost-outsider"]);
@@ -106,7 +102,7 @@ fn list_and_inspect_see_only_the_project() {
 
 #[test]
 fn environment_and_logs() {
-    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let _d = deployment_lock();
     let sb = sandbox();
     let env = probe(&sb, &["env", "agledger-api"]);
     assert!(
@@ -122,7 +118,7 @@ fn environment_and_logs() {
 
 #[test]
 fn exec_streams_exit_codes_and_stdin() {
-    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let _d = deployment_lock();
     let sb = sandbox();
     let r = probe(&sb, &["exec", "agledger-api", "/agledger", "version"]);
     assert_eq!(r["code"], 0);
@@ -154,7 +150,7 @@ fn exec_streams_exit_codes_and_stdin() {
 
 #[test]
 fn stop_start_restart_and_wait_healthy() {
-    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let _d = deployment_lock();
     let sb = sandbox();
     probe(&sb, &["stop", "agledger-worker"]);
     assert_eq!(
@@ -175,7 +171,7 @@ fn stop_start_restart_and_wait_healthy() {
 
 #[test]
 fn pull_returns_the_digest_and_only_allowed_images() {
-    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let _d = deployment_lock();
     let sb = sandbox();
     let digest = probe(&sb, &["pull", "127.0.0.1:5000/agledger/agledger:1.3.3"]);
     assert!(
@@ -198,7 +194,7 @@ fn pull_returns_the_digest_and_only_allowed_images() {
 
 #[test]
 fn recreate_keeps_the_configuration_and_rolls_back_on_failure() {
-    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let _d = deployment_lock();
     let sb = sandbox();
     let before = probe(&sb, &["inspect", "agledger-worker"]);
     let fmt = "{{json .HostConfig.PortBindings}} {{.HostConfig.RestartPolicy.Name}} {{json .Config.Healthcheck}} {{json .Config.Cmd}} {{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}";
@@ -310,7 +306,7 @@ fn recreate_keeps_the_configuration_and_rolls_back_on_failure() {
 
 #[test]
 fn a_never_healthy_release_times_out_with_the_last_health_log() {
-    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let _d = deployment_lock();
     let sb = sandbox();
     probe(
         &sb,
@@ -342,7 +338,7 @@ fn a_never_healthy_release_times_out_with_the_last_health_log() {
 
 #[test]
 fn one_off_runs_use_the_service_configuration_and_clean_up() {
-    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let _d = deployment_lock();
     let sb = sandbox();
     let r = probe(
         &sb,
@@ -372,7 +368,7 @@ fn one_off_runs_use_the_service_configuration_and_clean_up() {
 /// pg_dump/pg_restore run inside that container through the exec API.
 #[test]
 fn bundled_database_dump_and_restore_run_inside_the_container() {
-    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    let _d = deployment_lock();
     let install =
         std::env::var("OPSHOST_TEST_STANDIN").expect("OPSHOST_TEST_STANDIN (set by tests/run.sh)");
     let sb = Sandbox::new();
@@ -437,4 +433,135 @@ fn bundled_database_dump_and_restore_run_inside_the_container() {
     ]);
     assert_eq!(copied, entries.to_string());
     run("admin", &["drop-db", "agledger_opshost_copy"]);
+}
+
+/// Every container call passes the gate: an ungranted verb is refused
+/// before the engine is asked, with the gate's audit line (capability,
+/// the deployment as resource, the verb, `denied`, the missing grant).
+#[test]
+fn an_ungranted_container_verb_is_denied_by_the_gate() {
+    let sb = Sandbox::new();
+    sb.write_policy(
+        "[[plugin]]\nvendor = \"opshost-testing\"\nname = \"hostile\"\n\
+         allow = [\"fs=work:ro\", \"http=api:GET\", \"db=agledger:read\", \"container=agledger/api:logs\"]\n",
+    );
+    let out = sb.run(&plugin("hostile"), &[], &["container-exec"]);
+    assert_eq!(out.code, DENIED, "{}", out.combined());
+    let denied = sb.audited("container", "denied");
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    let line = &denied[0];
+    assert_eq!(line["resource"], "agledger", "{line}");
+    assert_eq!(line["verb"], "exec", "{line}");
+    assert!(
+        line["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("container=agledger/api:exec is not granted")),
+        "{line}"
+    );
+}
+
+/// Plan mode at the capability: changes are recorded and answered with
+/// their documented simulated results, and the deployment is untouched.
+#[test]
+fn plan_mode_answers_changes_without_making_them() {
+    let _d = deployment_lock();
+    let sb = sandbox();
+    let worker = probe(&sb, &["inspect", "agledger-worker"]);
+    let id = worker["id"].as_str().expect("id").to_string();
+    let started = || docker(&["inspect", "-f", "{{.State.StartedAt}}", &id]);
+    let before = started();
+    let plan = |args: &[&str]| {
+        let out = sb.run(
+            &plugin("ctlprobe"),
+            &["--json", "--plan", "--timeout", "3m"],
+            args,
+        );
+        let v = result_json(&out);
+        assert_eq!(v["ok"], true, "{args:?}: {}", out.combined());
+        v
+    };
+
+    let v = plan(&["stop", "agledger-worker"]);
+    let changes = v["plan"]["changes"].as_array().cloned().unwrap_or_default();
+    assert!(
+        changes
+            .iter()
+            .any(|c| c["capability"] == "container" && c["verb"] == "stop"),
+        "{v}"
+    );
+    assert_eq!(
+        probe(&sb, &["inspect", "agledger-worker"])["state"],
+        "running"
+    );
+    assert_eq!(started(), before, "the worker was never stopped");
+
+    // exec: nothing runs; the process exits 0 with no output.
+    let marker = "/tmp/opshost-plan-exec-marker";
+    let pg = common::standin::container(common::standin::Mode::Bundled, "postgres");
+    docker(&["exec", &pg, "rm", "-f", marker]);
+    let v = plan(&[
+        "exec",
+        "postgres",
+        "sh",
+        "-c",
+        &format!("echo ran > {marker}; exit 3"),
+    ]);
+    assert_eq!(v["data"]["code"], 0, "{v}");
+    assert_eq!(v["data"]["stdout"], "", "{v}");
+    assert_eq!(
+        docker(&[
+            "exec",
+            &pg,
+            "sh",
+            "-c",
+            &format!("test -e {marker} && echo yes || echo no")
+        ]),
+        "no"
+    );
+
+    // recreate: the current container, unchanged.
+    let v = plan(&["recreate", "agledger-worker", "-", "OPSHOST_PROBE=planned"]);
+    assert_eq!(v["data"]["id"], id.as_str(), "{v}");
+    let env = docker(&["inspect", "-f", "{{json .Config.Env}}", &id]);
+    assert!(!env.contains("OPSHOST_PROBE=planned"), "{env}");
+
+    // run: exit 0, no one-off container made.
+    let v = plan(&["run", "agledger-api", "-", "version"]);
+    assert_eq!(v["data"]["code"], 0, "{v}");
+    assert_eq!(v["data"]["stdout"], "", "{v}");
+
+    // pull of an image that is not here: a clearly fake digest.
+    let v = plan(&["pull", "127.0.0.1:5000/agledger/agledger:9.9.9-never"]);
+    assert_eq!(
+        v["data"],
+        format!("127.0.0.1:5000/agledger/agledger@sha256:{}", "0".repeat(64)),
+        "{v}"
+    );
+    assert_eq!(
+        docker(&[
+            "images",
+            "-q",
+            "127.0.0.1:5000/agledger/agledger:9.9.9-never"
+        ]),
+        ""
+    );
+
+    assert_eq!(started(), before, "the worker was never restarted");
+    let planned = sb.audited("container", "planned");
+    let verbs: Vec<&str> = planned.iter().filter_map(|e| e["verb"].as_str()).collect();
+    assert_eq!(
+        verbs,
+        ["stop", "exec", "recreate", "run", "pull"],
+        "{planned:?}"
+    );
+    let acted = sb.audited("container", "ok");
+    let changes = [
+        "stop", "start", "restart", "pull", "recreate", "run", "exec",
+    ];
+    assert!(
+        acted
+            .iter()
+            .all(|e| !changes.iter().any(|c| e["verb"] == *c)),
+        "only reads acted: {acted:?}"
+    );
 }
