@@ -4,8 +4,10 @@
 pub mod audit;
 pub mod caps;
 pub mod config;
+pub mod deployment_version;
 pub mod dotenv;
 pub mod exit;
+pub mod gate;
 pub mod output;
 pub mod plugin;
 pub mod policy;

@@ -12,8 +12,9 @@ use opshost::audit::AuditLog;
 use opshost::caps::bindings::opshost::plugin::types::Outcome;
 use opshost::config::Config;
 use opshost::exit::Exit;
+use opshost::gate::{Gate, Mode as GateMode};
 use opshost::output::{Mode, Output};
-use opshost::plugin::{signature, PluginFile};
+use opshost::plugin::{select, signature, PluginFile};
 use opshost::policy::{Grant, Policy};
 use opshost::runtime::{self, CompileCache, Limits, RunError, RunRequest};
 
@@ -27,12 +28,18 @@ Examples:
       Run with the grants the policy file gives this plugin.
   opshost run example.wasm --config opshost.toml --allow fs=work:rw --allow http=api:GET
       Grant for this one run instead (Deno-style).
+  opshost run upgrade --plugin-dir /usr/lib/opshost/plugins -- 1.4.0
+      Pick the newest build of `upgrade` that applies to the deployment and
+      that the policy allows; it says which it picked.
   opshost keygen --out vendor.key && opshost sign example.wasm --key vendor.key
       Vendors: sign a plugin (writes example.wasm.sig); policies pin `signer = \"ed25519:...\"`.
+  opshost audit --outcome denied,refused --since 1d
+      What the policy stopped in the last day, from the audit log.
 
 Exit codes:
   0 success   1 plugin failed or crashed   2 usage/config error
-  3 denied by policy   4 host or backend error   5 stopped by a limit
+  3 refused: denied by policy, or the plugin does not fit (opshost or
+    AGLedger version, contract, signature)   4 host or backend error   5 stopped by a limit
   6 completed, but found problems to look at";
 
 const RUN_HELP: &str = "\
@@ -60,6 +67,29 @@ Config (--config, default /etc/opshost/config.toml):
   identity_regexp = \"^https://github\\\\.com/ORG/REPO/\\\\.github/workflows/.+@refs/tags/v.+$\"
   issuer = \"https://token.actions.githubusercontent.com\"
   keys = [\"cosign.pub\"]                # and/or key-based (cosign verify --key)
+  [plugins]
+  dir = \"/usr/lib/opshost/plugins\"     # where `opshost run NAME` picks builds
+
+Version fit: a plugin's manifest says which AGLedger versions it applies to
+(applies_to) and the oldest opshost it needs (min_host). Before it starts,
+opshost reads the deployment's version where the config says, and refuses
+a plugin whose range does not include it (exit 3), naming both versions:
+  [containers.agledger]
+  version_from = { env_file = \"/srv/agledger/compose/.env\" }  # AGLEDGER_VERSION
+  # or: version_from = { http = \"api\", path = \"/conformance\" }  # field version
+The deployment is the [containers.NAME] the plugin's grants reach (a
+container grant, or a db in that project); --deployment NAME says which when
+they reach several. Without a version_from the range is not checked (a
+warning says so); applies_to = \"*\" reads nothing. --force-version runs a
+plugin that does not fit anyway, loudly and audited (verb force-version);
+min_host is never forced.
+
+Pick by name: `opshost run upgrade` (a name, not a file) loads every *.wasm
+in the plugin directory (--plugin-dir, OPSHOST_PLUGIN_DIR, [plugins] dir,
+else /usr/lib/opshost/plugins) named upgrade, and runs the newest version
+that fits the deployment and that the policy admits, the same decision a
+run makes. It prints the build picked and why each other was passed over;
+when none fits it refuses (exit 3) listing them.
 
 Image signatures: container.pull verifies the pulled digest's cosign
 signature (offline) when the project has a signatures policy; recreate and
@@ -75,7 +105,9 @@ Policy (--policy, default /etc/opshost/policy.toml):
   signer = \"ed25519:...\" # optional: only builds this vendor key signed (PLUGIN.sig)
   allow = [\"fs=work:rw\", \"http=api:GET\"]
 
-Every host call and denial is appended to the audit log (NDJSON).";
+Every host call and denial is appended to the audit log (NDJSON; with
+[audit] format = \"ocsf\" as OCSF API Activity events); `opshost audit`
+shows and filters it.";
 
 #[derive(Parser)]
 #[command(name = "opshost", version, about = ABOUT, after_help = AFTER_HELP)]
@@ -95,6 +127,9 @@ enum Command {
     Keygen(KeygenArgs),
     /// Sign a plugin: writes PLUGIN.sig beside it (vendors).
     Sign(SignArgs),
+    /// Show and filter the audit log (either format) as a table or JSON.
+    #[command(after_help = AUDIT_HELP)]
+    Audit(AuditArgs),
 }
 
 #[derive(Args)]
@@ -114,8 +149,23 @@ struct SignArgs {
 
 #[derive(Args)]
 struct RunArgs {
-    /// The plugin (.wasm component).
+    /// The plugin: a .wasm file, or a name (e.g. `upgrade`) to pick the
+    /// newest build that fits from the plugin directory.
     plugin: PathBuf,
+    /// Where `opshost run NAME` picks builds from [default: config
+    /// [plugins] dir, else /usr/lib/opshost/plugins].
+    #[arg(long, env = "OPSHOST_PLUGIN_DIR", value_name = "DIR")]
+    plugin_dir: Option<PathBuf>,
+    /// The [containers.NAME] deployment whose version the plugin's
+    /// applies_to range is checked against, when its grants reach several
+    /// (or none).
+    #[arg(long, value_name = "NAME")]
+    deployment: Option<String>,
+    /// Run even though the plugin's applies_to range does not include the
+    /// deployment's version (or the version cannot be read). Warned and
+    /// audited; the minimum opshost version is never forced.
+    #[arg(long)]
+    force_version: bool,
     /// Config mapping resource names to real things.
     #[arg(long, env = "OPSHOST_CONFIG")]
     config: Option<PathBuf>,
@@ -163,6 +213,17 @@ struct RunArgs {
     /// such pulls go ahead unverified, with a loud warning.
     #[arg(long)]
     require_signed: bool,
+    /// Show what the plugin would change, changing nothing: reads happen,
+    /// every change (db writes, container stops/starts/recreates/pulls, fs
+    /// writes, non-GET requests, locks) is intercepted, recorded and
+    /// answered with a simulated result. Prints the plan.
+    #[arg(long, conflicts_with = "learn")]
+    plan: bool,
+    /// Run in a sandbox deployment with everything the manifest requests,
+    /// record what the plugin actually uses, and print the smallest policy
+    /// block that grants exactly that (with the evidence for each line).
+    #[arg(long)]
+    learn: bool,
     /// Arguments for the plugin (after --).
     #[arg(last = true)]
     args: Vec<String>,
@@ -182,6 +243,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect(args),
         Command::Keygen(args) => keygen(args),
         Command::Sign(args) => sign(args),
+        Command::Audit(args) => audit(args),
     };
     ExitCode::from(exit.code())
 }
@@ -235,16 +297,12 @@ fn run(args: RunArgs) -> Exit {
         Ok(v) => v,
         Err(e) => return fail(json, Exit::Usage, &format!("{e:#}")),
     };
-    let plugin = match PluginFile::load(&args.plugin) {
-        Ok(p) => p,
-        Err(e) => return fail(json, Exit::Usage, &format!("{e:#}")),
-    };
     let audit_path = args
         .audit_log
         .clone()
         .or(config.audit.path.clone())
         .unwrap_or_else(AuditLog::default_path);
-    let audit = match AuditLog::open(&audit_path) {
+    let audit = match AuditLog::open_as(&audit_path, config.audit.format) {
         Ok(a) => Arc::new(a),
         Err(e) => {
             return fail(
@@ -253,6 +311,38 @@ fn run(args: RunArgs) -> Exit {
                 &format!("{e:#} (set --audit-log or [audit] path)"),
             )
         }
+    };
+    let output =
+        Arc::new(Output::new(if json { Mode::Json } else { Mode::Human }).assume_yes(args.yes));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            return fail(
+                json,
+                Exit::Host,
+                &format!("cannot start the async runtime: {e}"),
+            )
+        }
+    };
+    let wanted = select::Wanted {
+        arg: &args.plugin,
+        plugin_dir: args
+            .plugin_dir
+            .clone()
+            .or(config.plugins.dir.clone())
+            .unwrap_or_else(|| PathBuf::from(select::DEFAULT_DIR)),
+        deployment: args.deployment.as_deref(),
+        force_version: args.force_version,
+    };
+    let resolved = runtime.block_on(select::resolve(
+        &wanted, &config, &policy, &allow, &output, &audit,
+    ));
+    let (plugin, version) = match resolved {
+        Ok(v) => v,
+        Err(e) => return fail(json, Exit::of(&e), &e.to_string()),
     };
     let engine = match runtime::engine::new_engine() {
         Ok(e) => e,
@@ -263,8 +353,20 @@ fn run(args: RunArgs) -> Exit {
     } else {
         CompileCache::new(args.cache_dir.clone().or_else(CompileCache::default_dir))
     };
-    let output =
-        Arc::new(Output::new(if json { Mode::Json } else { Mode::Human }).assume_yes(args.yes));
+    let mode = if args.plan {
+        GateMode::Plan
+    } else if args.learn {
+        GateMode::Learn
+    } else {
+        GateMode::Run
+    };
+    // Learning needs the plugin to run with what it asks for: the sandbox
+    // is the operator's config, so its requests are granted for this run.
+    let mut allow = allow;
+    if mode == GateMode::Learn {
+        output.warn("learn mode grants everything the plugin's manifest requests: run it against a sandbox deployment, not production");
+        allow.extend(plugin.manifest.requests.iter().map(|r| r.grant.clone()));
+    }
     let request = RunRequest {
         engine: &engine,
         cache: &cache,
@@ -282,26 +384,17 @@ fn run(args: RunArgs) -> Exit {
         output,
         audit,
         require_signed: args.require_signed,
+        version,
+        mode,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            return fail(
-                json,
-                Exit::Host,
-                &format!("cannot start the async runtime: {e}"),
-            )
-        }
-    };
-    match runtime.block_on(runtime::run(request)) {
+    let (result, gate) = runtime.block_on(runtime::run_recorded(request));
+    let recorded = recorded(&gate, &plugin, result.is_ok());
+    match result {
         Ok(success) => {
             let report = &success.report;
             let exit = match report.outcome {
-                Outcome::Ok => Exit::Ok,
-                Outcome::Attention => Exit::Attention,
+                Outcome::Ok if success.narrowed.is_empty() => Exit::Ok,
+                Outcome::Ok | Outcome::Attention => Exit::Attention,
             };
             if json {
                 let data: Option<serde_json::Value> = report
@@ -321,14 +414,19 @@ fn run(args: RunArgs) -> Exit {
                         "summary": report.summary, "facts": facts, "data": data,
                         "plugin": plugin.manifest.identity(), "sha256": plugin.sha256,
                         "compiled": success.compiled, "duration_ms": success.duration.as_millis() as u64,
-                        "audit_log": audit_path,
+                        "audit_log": audit_path, "mode": mode.as_str(), "plan": recorded.plan,
+                        "learned": recorded.learned, "denied": success.narrowed,
                     })
                 );
             } else {
+                print!("{}", recorded.text);
                 println!("{}", report.summary);
                 let width = report.facts.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
                 for (k, v) in &report.facts {
                     println!("  {k:width$}  {v}");
+                }
+                for denied in &success.narrowed {
+                    eprintln!("attention: the plugin carried on past a call its manifest requests that the policy (exact) does not grant: {denied}");
                 }
                 if exit == Exit::Attention {
                     eprintln!(
@@ -345,7 +443,69 @@ fn run(args: RunArgs) -> Exit {
                 RunError::Crashed(_) => "\n(the plugin's own output above shows its last words; report it to its vendor)",
                 _ => "",
             };
+            if json {
+                println!(
+                    "{}",
+                    json!({"event": "result", "ok": false, "exit_code": exit.code(), "error": format!("{err}{hint}"),
+                           "mode": mode.as_str(), "plan": recorded.plan, "learned": recorded.learned})
+                );
+                return exit;
+            }
+            print!("{}", recorded.text);
             fail(json, exit, &format!("{err}{hint}"))
+        }
+    }
+}
+
+/// What plan or learn mode recorded, as text and as JSON.
+struct Recorded {
+    text: String,
+    plan: Option<serde_json::Value>,
+    learned: Option<serde_json::Value>,
+}
+
+fn recorded(gate: &Gate, plugin: &PluginFile, succeeded: bool) -> Recorded {
+    let m = &plugin.manifest;
+    match gate.mode() {
+        GateMode::Run => Recorded {
+            text: String::new(),
+            plan: None,
+            learned: None,
+        },
+        GateMode::Plan => {
+            let plan = gate.plan();
+            let mut text = plan.render();
+            if !succeeded {
+                text.push_str("The plan stopped early (the error below): a real run would stop there too, or go further where a simulated change was read back.\n");
+            }
+            Recorded {
+                text,
+                plan: serde_json::to_value(&plan).ok(),
+                learned: None,
+            }
+        }
+        GateMode::Learn => {
+            let learned = gate.learned();
+            let block = learned.policy_block(&m.vendor, &m.name, &plugin.sha256);
+            let caveat = if succeeded {
+                "grants exactly what this run used"
+            } else {
+                "the run FAILED: this covers only what it used before failing"
+            };
+            let text = format!(
+                "# Learned policy for {} ({caveat}):\n{block}\n",
+                m.identity()
+            );
+            let lines: Vec<serde_json::Value> = learned
+                .lines()
+                .iter()
+                .map(|l| json!({"grant": l.grant.to_string(), "evidence": l.evidence}))
+                .collect();
+            Recorded {
+                text,
+                plan: None,
+                learned: Some(json!({"policy": block, "lines": lines, "complete": succeeded})),
+            }
         }
     }
 }
@@ -455,4 +615,149 @@ fn inspect(args: InspectArgs) -> Exit {
         println!("  {e}");
     }
     Exit::Ok
+}
+
+const AUDIT_HELP: &str = "\
+Reads the log `opshost run` writes (--log, else the config's [audit] path,
+else ~/.local/state/opshost/audit.ndjson), in either format (opshost or
+OCSF), and prints the matching events. Filters repeat or take a comma list
+(any value matches); different filters must all match.
+
+Examples:
+  opshost audit --since 1h
+      Everything in the last hour, as a table.
+  opshost audit --outcome denied,refused --since 2026-11-28
+      What the policy stopped since midnight UTC.
+  opshost audit --plugin opshost/backup --capability db --json
+      The backup plugin's database calls, one JSON object per line.
+  opshost audit --mode plan --last 50
+      The last 50 events of plan runs (changes answered, not made).
+
+Times: RFC 3339 in UTC (2026-11-28T14:00:00Z), a date (midnight UTC), or an
+age (90m, 1h, 2d). A repeated event shows as `OUTCOME (N more)`: that many
+more identical calls were folded into that line.
+
+Exit codes: 0 read (matches or not); 2 no such log, bad config or filter;
+4 the log cannot be read; 6 read, but some lines are not audit events
+(skipped; their numbers are printed: the log was edited or a write cut off).";
+
+#[derive(Args)]
+struct AuditArgs {
+    /// The audit log [default: config [audit] path, else ~/.local/state/opshost/audit.ndjson].
+    #[arg(long, value_name = "PATH", env = "OPSHOST_AUDIT_LOG")]
+    log: Option<PathBuf>,
+    /// Config whose [audit] path names the log [default: /etc/opshost/config.toml if it exists].
+    #[arg(long, value_name = "FILE", env = "OPSHOST_CONFIG")]
+    config: Option<PathBuf>,
+    /// Plugin NAME, VENDOR/NAME or sha256 prefix (8+ hex digits).
+    #[arg(long, value_name = "PLUGIN", value_delimiter = ',')]
+    plugin: Vec<String>,
+    /// Outcome: ok, denied, refused, failed, uncertain, limit, trap, planned, ...
+    #[arg(long, value_delimiter = ',')]
+    outcome: Vec<String>,
+    /// Capability: fs, db, http, container, progress, crypto, or run (start/end/refusal).
+    #[arg(long, value_delimiter = ',')]
+    capability: Vec<String>,
+    /// Run mode: run, plan or learn.
+    #[arg(long, value_delimiter = ',', value_parser = opshost::audit::MODES)]
+    mode: Vec<String>,
+    /// Only events at or after TIME (RFC 3339 UTC, a date, or an age like 1h, 2d).
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    /// Only events at or before TIME (same forms as --since).
+    #[arg(long, value_name = "TIME")]
+    until: Option<String>,
+    /// Only the last N matching events.
+    #[arg(long, value_name = "N")]
+    last: Option<usize>,
+    /// One JSON object per line (opshost's shape, with `mode` and `line`).
+    #[arg(long)]
+    json: bool,
+}
+
+fn audit(args: AuditArgs) -> Exit {
+    use opshost::audit::view;
+    let now = std::time::SystemTime::now();
+    let time = |t: &Option<String>, flag: &str| {
+        t.as_deref()
+            .map(|t| view::parse_time(t, now).with_context(|| flag.to_string()))
+            .transpose()
+    };
+    let filter = match (time(&args.since, "--since"), time(&args.until, "--until")) {
+        (Ok(since), Ok(until)) => view::Filter {
+            plugins: args.plugin,
+            outcomes: args.outcome,
+            capabilities: args.capability,
+            modes: args.mode,
+            since,
+            until,
+        },
+        (Err(e), _) | (_, Err(e)) => return fail(false, Exit::Usage, &format!("{e:#}")),
+    };
+    let config = optional_file(args.config, "/etc/opshost/config.toml");
+    let location = match view::locate(args.log, config.as_deref()) {
+        Ok(l) => l,
+        Err(e) => return fail(false, Exit::Usage, &format!("{e:#}")),
+    };
+    let scan = match view::scan(&location.path, &filter, args.last) {
+        Ok(s) => s,
+        Err(e @ view::LogError::Missing(_)) => {
+            return fail(
+                false,
+                Exit::Usage,
+                &format!("{e} [log from {}]", location.source),
+            )
+        }
+        Err(e) => return fail(false, Exit::Host, &e.to_string()),
+    };
+    let mut out = std::io::stdout().lock();
+    let written = if args.json {
+        view::write_json(&mut out, &scan.matched)
+    } else {
+        use std::io::IsTerminal;
+        let width = std::io::stdout()
+            .is_terminal()
+            .then(terminal_size::terminal_size)
+            .flatten()
+            .map(|(w, _)| usize::from(w.0));
+        if scan.matched.is_empty() {
+            Ok(())
+        } else {
+            view::write_table(&mut out, &scan.matched, width)
+        }
+    };
+    if let Err(e) = written {
+        // A closed pipe (`| head`) is the reader's choice, not an error.
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return fail(false, Exit::Host, &format!("cannot write the output: {e}"));
+        }
+    }
+    for hint in scan.unmatched(&filter) {
+        eprintln!("note: {hint}");
+    }
+    if !args.json {
+        eprintln!(
+            "{} of {} events in {}",
+            scan.matched.len(),
+            scan.events,
+            location.path.display()
+        );
+    }
+    if scan.malformed == 0 {
+        return Exit::Ok;
+    }
+    let lines: Vec<String> = scan
+        .first_malformed
+        .iter()
+        .map(|(n, why)| format!("line {n}: {why}"))
+        .collect();
+    let more = scan.malformed - scan.first_malformed.len();
+    eprintln!(
+        "warning: skipped {} line(s) of {} that are not audit events ({}{}); opshost writes none, so the log was edited or a write was cut off",
+        scan.malformed,
+        location.path.display(),
+        lines.join("; "),
+        if more > 0 { format!("; {more} more") } else { String::new() }
+    );
+    Exit::Attention
 }

@@ -1,6 +1,13 @@
 //! fs: directories named in the config, opened through cap-std so that no
 //! path (`..`, absolute, a symlink leading out) can leave them. Grant:
-//! `fs=NAME:ro|rw`, checked once at `open`; the handle carries the access.
+//! `fs=NAME:ro|rw`: `open` needs `ro`; every call on the handle passes the
+//! gate (reads need `ro`, changes `rw`).
+//!
+//! Plan mode (`opshost run --plan`) answers changes without making them:
+//! write, rename, remove, mkdir: ok; create: a writer that discards what it
+//! is given; pack: the member list with each source's size and the SHA-256
+//! of nothing (e3b0c442…), no archive written; extract: the member named,
+//! size 0, nothing written; lock: acquired, no lock file touched.
 //!
 //! What plugins create is owner-only whatever the umask: files 0600 (a
 //! backup is a full copy of the database), directories 0700. A file that
@@ -20,8 +27,9 @@ use super::archive;
 use super::bindings::opshost::plugin::fs::{
     self as wit, ArchiveMember, Entry, EntryKind, MemberSource,
 };
-use super::stream::{ByteSink, ByteSource, Origin, Reader, Writer};
-use super::{CapError, Grant};
+use super::stream::{ByteSink, ByteSource, Discard, Origin, Reader, Writer};
+use super::{Call, CapError, Grant};
+use crate::gate::{self, Effect};
 use crate::policy::FsAccess;
 use crate::runtime::HostState;
 
@@ -52,17 +60,20 @@ impl DirHandle {
         &self.dir
     }
 
-    pub(crate) fn require_rw(&self, what: &str) -> Result<(), CapError> {
-        match self.access {
-            FsAccess::Rw => Ok(()),
-            FsAccess::Ro => Err(CapError::missing(
-                &Grant::Fs {
-                    resource: self.name.clone(),
-                    access: FsAccess::Rw,
-                },
-                &format!("{what} needs rw; this plugin has fs={}:ro", self.name),
-            )),
+    /// The grant a call on this directory needs: `ro` to read, `rw` to change.
+    pub(crate) fn grant(&self, effect: Effect) -> Grant {
+        Grant::Fs {
+            resource: self.name.clone(),
+            access: match effect {
+                Effect::Reads => FsAccess::Ro,
+                Effect::Changes => FsAccess::Rw,
+            },
         }
+    }
+
+    /// Pass `call` through the gate for a read or a change of this directory.
+    pub(crate) fn pass(&self, call: Call, effect: Effect) -> Result<Call, CapError> {
+        call.gate(&self.grant(effect), effect)
     }
 }
 
@@ -269,26 +280,17 @@ impl ByteSource for FileSource {
 
 impl wit::Host for HostState {
     async fn open(&mut self, name: String) -> Result<Resource<DirHandle>, CapError> {
-        let call = self.run.call("fs", &name, "open");
+        let wanted = Grant::Fs {
+            resource: name.clone(),
+            access: FsAccess::Ro,
+        };
+        let call = self
+            .run
+            .call("fs", &name, "open")
+            .gate(&wanted, Effect::Reads)?;
         let opened = (|| {
-            let access = self.run.grants.fs(&name).ok_or_else(|| {
-                CapError::missing(
-                    &Grant::Fs {
-                        resource: name.clone(),
-                        access: FsAccess::Ro,
-                    },
-                    "open a directory",
-                )
-            })?;
-            let path = &self
-                .run
-                .config
-                .dir
-                .get(&name)
-                .ok_or_else(|| {
-                    CapError::NotFound(format!("the config names no directory \"{name}\""))
-                })?
-                .path;
+            let access = self.run.grants.fs(&name).unwrap_or(FsAccess::Ro);
+            let path = &gate::configured(&self.run.config.dir, "directory", &name)?.path;
             let dir = Dir::open_ambient_dir(path, ambient_authority()).map_err(|e| {
                 CapError::Failed(format!("directory \"{name}\" cannot be opened: {e}"))
             })?;
@@ -314,7 +316,10 @@ impl wit::HostDir for HostState {
 
     async fn read(&mut self, dir: Resource<DirHandle>, path: String) -> Result<Vec<u8>, CapError> {
         let d = self.table.get(&dir)?;
-        let call = self.run.call("fs", &d.name, "read").detail(&path);
+        let call = d.pass(
+            self.run.call("fs", &d.name, "read").detail(&path),
+            Effect::Reads,
+        )?;
         call.finish(
             checked_path(&d.name, &path, false)
                 .and_then(|p| d.dir.read(p).map_err(|e| io_error(&path, e))),
@@ -332,8 +337,11 @@ impl wit::HostDir for HostState {
             .run
             .call("fs", &d.name, "write")
             .detail(format!("{path} ({} bytes)", data.len()));
+        let call = d.pass(call, Effect::Changes)?;
+        if call.simulated() {
+            return call.finish(checked_path(&d.name, &path, false).map(|_| ()));
+        }
         call.finish((|| {
-            d.require_rw("write")?;
             let p = checked_path(&d.name, &path, false)?;
             let mut file = AtomicFile::create(&d.dir, p).map_err(|e| io_error(&path, e))?;
             file.write_all(&data).map_err(|e| io_error(&path, e))?;
@@ -347,7 +355,10 @@ impl wit::HostDir for HostState {
         path: String,
     ) -> Result<Vec<Entry>, CapError> {
         let d = self.table.get(&dir)?;
-        let call = self.run.call("fs", &d.name, "list").detail(&path);
+        let call = d.pass(
+            self.run.call("fs", &d.name, "list").detail(&path),
+            Effect::Reads,
+        )?;
         call.finish((|| {
             let p = checked_path(&d.name, if path.is_empty() { "." } else { &path }, true)?;
             let mut out = Vec::new();
@@ -368,7 +379,10 @@ impl wit::HostDir for HostState {
 
     async fn stat(&mut self, dir: Resource<DirHandle>, path: String) -> Result<Entry, CapError> {
         let d = self.table.get(&dir)?;
-        let call = self.run.call("fs", &d.name, "stat").detail(&path);
+        let call = d.pass(
+            self.run.call("fs", &d.name, "stat").detail(&path),
+            Effect::Reads,
+        )?;
         call.finish(checked_path(&d.name, &path, true).and_then(|p| {
             let meta = d.dir.symlink_metadata(p).map_err(|e| io_error(&path, e))?;
             Ok(entry(path.clone(), &meta))
@@ -386,20 +400,30 @@ impl wit::HostDir for HostState {
             .run
             .call("fs", &d.name, "rename")
             .detail(format!("{from} -> {to}"));
+        let call = d.pass(call, Effect::Changes)?;
+        let simulated = call.simulated();
         call.finish((|| {
-            d.require_rw("rename")?;
             let a = checked_path(&d.name, &from, false)?;
             let b = checked_path(&d.name, &to, false)?;
+            if simulated {
+                return Ok(());
+            }
             d.dir.rename(a, &d.dir, b).map_err(|e| io_error(&from, e))
         })())
     }
 
     async fn remove(&mut self, dir: Resource<DirHandle>, path: String) -> Result<(), CapError> {
         let d = self.table.get(&dir)?;
-        let call = self.run.call("fs", &d.name, "remove").detail(&path);
+        let call = d.pass(
+            self.run.call("fs", &d.name, "remove").detail(&path),
+            Effect::Changes,
+        )?;
+        let simulated = call.simulated();
         call.finish((|| {
-            d.require_rw("remove")?;
             let p = checked_path(&d.name, &path, false)?;
+            if simulated {
+                return Ok(());
+            }
             let meta = d.dir.symlink_metadata(p).map_err(|e| io_error(&path, e))?;
             if meta.is_dir() {
                 d.dir.remove_dir(p).map_err(|e| io_error(&path, e))
@@ -411,10 +435,16 @@ impl wit::HostDir for HostState {
 
     async fn mkdir(&mut self, dir: Resource<DirHandle>, path: String) -> Result<(), CapError> {
         let d = self.table.get(&dir)?;
-        let call = self.run.call("fs", &d.name, "mkdir").detail(&path);
+        let call = d.pass(
+            self.run.call("fs", &d.name, "mkdir").detail(&path),
+            Effect::Changes,
+        )?;
+        let simulated = call.simulated();
         call.finish((|| {
-            d.require_rw("mkdir")?;
             let p = checked_path(&d.name, &path, false)?;
+            if simulated {
+                return Ok(());
+            }
             let mut builder = cap_std::fs::DirBuilder::new();
             {
                 use cap_std::fs::DirBuilderExt;
@@ -433,7 +463,10 @@ impl wit::HostDir for HostState {
     ) -> Result<Resource<Reader>, CapError> {
         let d = self.table.get(&dir)?;
         let name = d.name.clone();
-        let call = self.run.call("fs", &name, "open-read").detail(&path);
+        let call = d.pass(
+            self.run.call("fs", &name, "open-read").detail(&path),
+            Effect::Reads,
+        )?;
         let file = call.finish(
             checked_path(&name, &path, false)
                 .and_then(|p| d.dir.open(p).map_err(|e| io_error(&path, e))),
@@ -454,18 +487,24 @@ impl wit::HostDir for HostState {
     ) -> Result<Resource<Writer>, CapError> {
         let d = self.table.get(&dir)?;
         let name = d.name.clone();
-        let call = self.run.call("fs", &name, "create").detail(&path);
-        let file = call.finish((|| {
-            d.require_rw("create")?;
-            let p = checked_path(&name, &path, false)?;
-            AtomicFile::create(&d.dir, p).map_err(|e| io_error(&path, e))
-        })())?;
+        let call = d.pass(
+            self.run.call("fs", &name, "create").detail(&path),
+            Effect::Changes,
+        )?;
         let origin = Origin {
             ctx: self.run.clone(),
             capability: "fs",
-            resource: name,
-            what: path,
+            resource: name.clone(),
+            what: path.clone(),
         };
+        if call.simulated() {
+            call.finish(checked_path(&name, &path, false))?;
+            return Ok(self.table.push(Writer::new(Discard, origin))?);
+        }
+        let file = call.finish((|| {
+            let p = checked_path(&name, &path, false)?;
+            AtomicFile::create(&d.dir, p).map_err(|e| io_error(&path, e))
+        })())?;
         Ok(self.table.push(Writer::new(file, origin))?)
     }
 
@@ -481,8 +520,12 @@ impl wit::HostDir for HostState {
             .run
             .call("fs", &d.name, "pack")
             .detail(format!("{path} ({} members)", members.len()));
+        let call = d.pass(call, Effect::Changes)?;
+        if call.simulated() {
+            let planned = planned_members(d, &path, members);
+            return call.finish(planned);
+        }
         let prepared = (|| {
-            d.require_rw("pack")?;
             let target = checked_path(&d.name, &path, false)?.to_path_buf();
             let mut sources = Vec::with_capacity(members.len());
             for (name, source) in members {
@@ -516,10 +559,12 @@ impl wit::HostDir for HostState {
         path: String,
     ) -> Result<Vec<ArchiveMember>, CapError> {
         let d = self.table.get(&dir)?;
-        let call = self
-            .run
-            .call("fs", &d.name, "archive-members")
-            .detail(&path);
+        let call = d.pass(
+            self.run
+                .call("fs", &d.name, "archive-members")
+                .detail(&path),
+            Effect::Reads,
+        )?;
         let opened = checked_path(&d.name, &path, false)
             .and_then(|p| d.dir.open(p).map_err(|e| io_error(&path, e)));
         let file = match opened {
@@ -543,8 +588,15 @@ impl wit::HostDir for HostState {
             .run
             .call("fs", &d.name, "extract")
             .detail(format!("{archive_path}: {member} -> {target}"));
+        let call = d.pass(call, Effect::Changes)?;
+        if call.simulated() {
+            return call.finish(Ok(ArchiveMember {
+                name: member,
+                size: 0,
+                sha256: EMPTY_SHA256.to_string(),
+            }));
+        }
         let prepared = (|| {
-            d.require_rw("extract")?;
             let source = checked_path(&d.name, &archive_path, false)?;
             let file = d.dir.open(source).map_err(|e| io_error(&archive_path, e))?;
             let target = checked_path(&d.name, &target, false)?.to_path_buf();
@@ -581,6 +633,36 @@ impl wit::HostDir for HostState {
         self.table.delete(dir)?;
         Ok(())
     }
+}
+
+/// SHA-256 of no bytes: what plan mode reports for content it did not write.
+const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+/// Plan mode's answer to `pack`: the members, sized from their sources
+/// (0 for a file a simulated step did not create), no archive written.
+fn planned_members(
+    d: &DirHandle,
+    path: &str,
+    members: Vec<(String, MemberSource)>,
+) -> Result<Vec<ArchiveMember>, CapError> {
+    checked_path(&d.name, path, false)?;
+    members
+        .into_iter()
+        .map(|(name, source)| {
+            let size = match source {
+                MemberSource::Bytes(b) => b.len() as u64,
+                MemberSource::File(p) => {
+                    let p = checked_path(&d.name, &p, false)?;
+                    d.dir.metadata(p).map(|m| m.len()).unwrap_or(0)
+                }
+            };
+            Ok(ArchiveMember {
+                name,
+                size,
+                sha256: EMPTY_SHA256.to_string(),
+            })
+        })
+        .collect()
 }
 
 /// Run blocking file work off the async threads.

@@ -2,6 +2,10 @@
 //! method and a path; the host builds the URL, checks the grant
 //! (`http=NAME[/PREFIX]:METHODS`) and follows redirects itself, one hop at
 //! a time, only while every hop stays inside the same grant.
+//!
+//! Plan mode (`opshost run --plan`) sends GET and HEAD; any other method is
+//! answered without sending: status 200, no body, header
+//! `x-opshost-plan: simulated`.
 
 use std::time::Duration;
 
@@ -12,8 +16,9 @@ use url::Url;
 use wasmtime::component::Resource;
 
 use super::bindings::opshost::plugin::http::{self as wit, Request, Response, ResponseHead};
-use super::stream::{ByteSource, Origin, Reader};
-use super::{CapError, Grant, RunContext};
+use super::stream::{ByteSource, Empty, Origin, Reader};
+use super::{Call, CapError, Grant, RunContext};
+use crate::gate::{self, Effect};
 use crate::runtime::HostState;
 
 /// `send` refuses bodies past this; `send-streaming` has no cap.
@@ -101,13 +106,63 @@ fn needed_grant(api: &str, method: &Method, rel: &str) -> Grant {
     }
 }
 
-fn check_grant(run: &RunContext, api: &str, method: &Method, rel: &str) -> Result<(), CapError> {
+/// GET and HEAD read; every other method may change something.
+fn effect_of(method: &Method) -> Effect {
+    if method == Method::GET || method == Method::HEAD {
+        Effect::Reads
+    } else {
+        Effect::Changes
+    }
+}
+
+/// A redirect hop: the same gate check as the first request (learn mode
+/// records the hop's grant too).
+fn check_hop(run: &RunContext, api: &str, method: &Method, rel: &str) -> Result<(), CapError> {
     let wanted = needed_grant(api, method, rel);
-    if run.grants.allows(&wanted) {
+    if run.permits(&wanted, &format!("{method} {rel} (redirect)")) {
         Ok(())
     } else {
-        // Name the narrowest grant that would allow it.
         Err(CapError::missing(&wanted, &format!("{method} {rel}")))
+    }
+}
+
+/// A request resolved against its base URL, before the gate.
+struct Resolved {
+    method: Method,
+    url: Url,
+    rel: String,
+}
+
+fn resolve(run: &RunContext, api: &str, req: &Request) -> Result<Resolved, CapError> {
+    let base = &gate::configured(&run.config.http, "http base URL", api)?.url;
+    let method = Method::from_bytes(req.method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| CapError::Invalid(format!("HTTP method {:?}", req.method)))?;
+    let (url, rel) = target_url(base, &req.path)?;
+    Ok(Resolved { method, url, rel })
+}
+
+/// Resolve the request and pass the gate; `Err` is already audited.
+fn admit(
+    run: &RunContext,
+    api: &str,
+    req: &Request,
+    call: Call,
+) -> Result<(Call, Resolved), CapError> {
+    let resolved = match resolve(run, api, req) {
+        Ok(r) => r,
+        Err(e) => return Err(call.deny(e)),
+    };
+    let wanted = needed_grant(api, &resolved.method, &resolved.rel);
+    let call = call.gate(&wanted, effect_of(&resolved.method))?;
+    Ok((call, resolved))
+}
+
+/// Plan mode's answer to a request that would change something.
+fn simulated_head(rel: String) -> ResponseHead {
+    ResponseHead {
+        status: 200,
+        headers: vec![("x-opshost-plan".into(), "simulated".into())],
+        final_path: rel,
     }
 }
 
@@ -181,16 +236,16 @@ fn head(resp: &reqwest::Response, rel: String) -> ResponseHead {
 async fn send(
     run: &RunContext,
     api: &str,
+    resolved: Resolved,
     req: Request,
 ) -> Result<(reqwest::Response, String), CapError> {
-    let resource = run.config.http.get(api).ok_or_else(|| {
-        CapError::NotFound(format!("the config names no http base URL \"{api}\""))
-    })?;
+    let resource = gate::configured(&run.config.http, "http base URL", api)?;
     let base = &resource.url;
-    let mut method = Method::from_bytes(req.method.to_ascii_uppercase().as_bytes())
-        .map_err(|_| CapError::Invalid(format!("HTTP method {:?}", req.method)))?;
-    let (mut url, mut rel) = target_url(base, &req.path)?;
-    check_grant(run, api, &method, &rel)?;
+    let Resolved {
+        mut method,
+        mut url,
+        mut rel,
+    } = resolved;
     let mut header_map = headers(&req.headers)?;
     // The operator's token, unless the plugin proves something with a key
     // of its own (e.g. that a given API key still authenticates).
@@ -242,7 +297,7 @@ async fn send(
             method = Method::GET;
             body = None;
         }
-        check_grant(run, api, &method, &rel)?;
+        check_hop(run, api, &method, &rel)?;
         url = next;
         with_base_credentials(base, &mut url);
     }
@@ -301,8 +356,15 @@ impl wit::Host for HostState {
             .call("http", &api, "send")
             .detail(audit_detail(&req));
         let run = self.run.clone();
+        let (call, resolved) = admit(&run, &api, &req, call)?;
+        if call.simulated() {
+            return call.finish(Ok(Response {
+                head: simulated_head(resolved.rel),
+                body: Vec::new(),
+            }));
+        }
         let result = async {
-            let (mut resp, rel) = send(&run, &api, req).await?;
+            let (mut resp, rel) = send(&run, &api, resolved, req).await?;
             let head = head(&resp, rel);
             let mut body = Vec::new();
             while let Some(chunk) = resp
@@ -335,14 +397,20 @@ impl wit::Host for HostState {
             .call("http", &api, "send-streaming")
             .detail(what.clone());
         let run = self.run.clone();
-        let (resp, rel) = call.finish(send(&run, &api, req).await)?;
-        let head = head(&resp, rel);
+        let (call, resolved) = admit(&run, &api, &req, call)?;
         let origin = Origin {
             ctx: self.run.clone(),
             capability: "http",
-            resource: api,
+            resource: api.clone(),
             what,
         };
+        if call.simulated() {
+            call.finish(Ok(()))?;
+            let empty = self.table.push(Reader::new(Empty, origin))?;
+            return Ok((simulated_head(resolved.rel), empty));
+        }
+        let (resp, rel) = call.finish(send(&run, &api, resolved, req).await)?;
+        let head = head(&resp, rel);
         let reader = self.table.push(Reader::new(
             BodySource {
                 resp,

@@ -15,12 +15,14 @@ use wasmtime::component::Resource;
 use super::bindings::opshost::plugin::fs::{self as wit, LockHolder, LockOutcome};
 use super::fs::{checked_path, owner_only, DirHandle};
 use super::CapError;
+use crate::gate::Effect;
 use crate::runtime::HostState;
 
 /// A held lock: the open file is the lock.
 pub struct Lock {
     path: String,
-    _file: std::fs::File,
+    /// None in plan mode: the lock was simulated, no lock file touched.
+    _file: Option<std::fs::File>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -82,8 +84,14 @@ impl HostState {
             .run
             .call("fs", d.name(), "lock")
             .detail(format!("{path} ({operation})"));
+        let call = d.pass(call, Effect::Changes)?;
+        if call.simulated() {
+            call.finish(checked_path(d.name(), &path, false).map(|_| ()))?;
+            return Ok(LockOutcome::Acquired(
+                self.table.push(Lock { path, _file: None })?,
+            ));
+        }
         let taken = (|| {
-            d.require_rw("lock")?;
             let p = checked_path(d.name(), &path, false)?;
             try_lock(d.cap_dir(), p, &operation)
                 .map_err(|e| CapError::Failed(format!("{path}: {e}")))
@@ -94,7 +102,10 @@ impl HostState {
             Err(e) => call.finish(Err(e)),
         }?;
         Ok(match outcome {
-            Ok(file) => LockOutcome::Acquired(self.table.push(Lock { path, _file: file })?),
+            Ok(file) => LockOutcome::Acquired(self.table.push(Lock {
+                path,
+                _file: Some(file),
+            })?),
             Err(h) => LockOutcome::Held(LockHolder {
                 operation: h.operation,
                 pid: h.pid,

@@ -20,6 +20,7 @@ impl HostState {
 impl Host for HostState {
     async fn step(&mut self, name: String, total: Option<u64>) -> wasmtime::Result<()> {
         self.charge(name.len())?;
+        self.run.gate.step(&name);
         self.run.output.step(&name, total);
         Ok(())
     }
@@ -37,7 +38,13 @@ impl Host for HostState {
 
     async fn confirm(&mut self, question: String) -> wasmtime::Result<Confirmation> {
         self.charge(question.len())?;
-        let answer = self.run.output.confirm(&question);
+        // A plan changes nothing, so it needs no one's consent: it answers
+        // yes to see what the run would do next.
+        let answer = if self.run.gate.mode() == crate::gate::Mode::Plan {
+            Answer::Yes
+        } else {
+            self.run.output.confirm(&question)
+        };
         // The answer is part of the record: who agreed to what.
         let outcome = match answer {
             Answer::Yes => "ok",
@@ -58,8 +65,13 @@ impl Host for HostState {
         })
     }
 
+    async fn planning(&mut self) -> wasmtime::Result<bool> {
+        Ok(self.run.gate.mode() == crate::gate::Mode::Plan)
+    }
+
     async fn warn(&mut self, message: String) -> wasmtime::Result<()> {
         self.charge(message.len())?;
+        self.run.gate.note(&message);
         self.run.output.warn(&message);
         Ok(())
     }

@@ -27,6 +27,29 @@ pub trait ByteSink: Send + 'static {
 }
 
 /// Where a stream came from, for its audit line when it closes.
+/// A source with nothing in it: plan mode's answer to a stream it did not open.
+pub struct Empty;
+
+impl ByteSource for Empty {
+    fn read(&mut self, _max: usize) -> BoxFuture<'_, Result<Vec<u8>, CapError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+}
+
+/// A sink that keeps nothing: plan mode's answer to creating a file or
+/// streaming into something the plan does not change.
+pub struct Discard;
+
+impl ByteSink for Discard {
+    fn write(&mut self, _data: Vec<u8>) -> BoxFuture<'_, Result<(), CapError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn finish(&mut self) -> BoxFuture<'_, Result<(), CapError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
 pub struct Origin {
     pub ctx: Arc<RunContext>,
     pub capability: &'static str,

@@ -92,6 +92,7 @@ pub fn decide(
     allow: &[Grant],
 ) -> Decision {
     let mut notes = Vec::new();
+    let mut exact = false;
     let mut applicable: Vec<&Grant> = allow.iter().collect();
     for entry in policy.entries_for(&manifest.vendor, &manifest.name) {
         if let Some(signer) = &entry.signer {
@@ -113,8 +114,14 @@ pub fn decide(
                 &pin[..12.min(pin.len())],
                 &sha256[..12.min(sha256.len())]
             )),
-            _ => applicable.extend(entry.grants.iter()),
+            _ => {
+                exact |= entry.exact;
+                applicable.extend(entry.grants.iter());
+            }
         }
+    }
+    if exact {
+        return decide_exact(manifest, applicable, notes);
     }
     let mut granted = Vec::new();
     let mut missing = Vec::new();
@@ -131,6 +138,29 @@ pub fn decide(
     Decision {
         granted,
         missing,
+        notes,
+    }
+}
+
+/// An `exact` policy entry: the plugin gets the policy's lines that its
+/// manifest requests (a line narrower than a request is granted as
+/// written), and nothing is refused up front: a call beyond the lines is
+/// denied by the gate, naming the grant it needed.
+fn decide_exact(manifest: &Manifest, applicable: Vec<&Grant>, mut notes: Vec<String>) -> Decision {
+    let mut granted: Vec<Grant> = Vec::new();
+    for grant in applicable {
+        let requested = manifest.requests.iter().any(|r| r.grant.covers(grant));
+        if !requested {
+            notes.push(format!(
+                "{grant} is in the policy but the plugin does not request it; not granted"
+            ));
+        } else if !granted.contains(grant) {
+            granted.push(grant.clone());
+        }
+    }
+    Decision {
+        granted,
+        missing: Vec::new(),
         notes,
     }
 }
@@ -158,6 +188,27 @@ mod tests {
     }
 
     const DIGEST: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+    #[test]
+    fn an_exact_entry_grants_its_lines_within_the_requests() {
+        let policy = Policy::parse(
+            "[[plugin]]\nvendor='opshost'\nname='example'\nexact=true\nallow=['container=p/api:stop','fs=work:ro','db=a:read']",
+        )
+        .expect("policy");
+        let d = decide(
+            &manifest(&["container=p:stop,start", "fs=work:rw"]),
+            DIGEST,
+            &Status::Unsigned,
+            &policy,
+            &[],
+        );
+        assert!(d.allowed());
+        let granted: Vec<String> = d.granted.iter().map(ToString::to_string).collect();
+        assert_eq!(granted, ["container=p/api:stop", "fs=work:ro"]);
+        assert!(
+            d.notes[0].contains("db=a:read is in the policy but the plugin does not request it")
+        );
+    }
 
     #[test]
     fn grants_only_what_was_requested() {

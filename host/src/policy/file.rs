@@ -7,6 +7,8 @@
 //! sha256 = "…"            # optional: pin to this exact build
 //! signer = "ed25519:…"    # optional: only builds this key signed
 //! allow = ["fs=work:rw", "http=api:GET"]
+//! exact = true            # optional: grant only these lines, even where
+//!                         # the manifest requests more (`--learn` writes it)
 //! ```
 //! Identity is vendor + name, optionally pinned by content digest; never a
 //! file path, so moving a plugin does not change what it may do.
@@ -34,6 +36,8 @@ struct RawEntry {
     signer: Option<String>,
     #[serde(default)]
     allow: Vec<String>,
+    #[serde(default)]
+    exact: bool,
 }
 
 /// The grants for one plugin identity.
@@ -46,6 +50,10 @@ pub struct PolicyEntry {
     /// `ed25519:BASE64`: the entry applies only to plugins this key signed.
     pub signer: Option<String>,
     pub grants: Vec<Grant>,
+    /// The plugin gets exactly these grants (where its manifest requests
+    /// them or more): a request they do not cover is denied at call time
+    /// instead of refusing the run. What `opshost run --learn` writes.
+    pub exact: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -100,6 +108,7 @@ impl Policy {
                 sha256,
                 signer,
                 grants,
+                exact: entry.exact,
             });
         }
         Ok(Self {

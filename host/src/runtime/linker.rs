@@ -1,6 +1,7 @@
 //! The linker: WASI with nothing in it, the always-present interfaces
-//! (types, progress, crypto), and only the capability interfaces the run's grants
-//! cover. An interface that is not granted is not linked at all.
+//! (types, progress, crypto), and only the capability interfaces the
+//! plugin's manifest declares. An interface it does not declare is not
+//! linked at all; every call on a linked one passes the gate.
 
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::Engine;

@@ -19,6 +19,7 @@ use crate::caps::bindings::Operation;
 use crate::caps::{GrantSet, RunContext, WitError};
 use crate::config::Config;
 use crate::output::Output;
+use crate::plugin::fit::{self, Verdict, VersionCheck};
 use crate::plugin::{compat, PluginFile};
 use crate::policy::{decide, Grant, Policy};
 pub use engine::{CompileCache, Compiled};
@@ -68,6 +69,10 @@ pub struct RunRequest<'a> {
     pub audit: Arc<AuditLog>,
     /// `--require-signed`: pulls without a signature policy are refused.
     pub require_signed: bool,
+    /// The deployment's version as read for this plugin, and `--force-version`.
+    pub version: VersionCheck,
+    /// Run, plan (`--plan`) or learn (`--learn`).
+    pub mode: crate::gate::Mode,
 }
 
 #[derive(Debug)]
@@ -76,6 +81,9 @@ pub struct RunSuccess {
     pub compiled: Compiled,
     pub granted: Vec<Grant>,
     pub duration: Duration,
+    /// Calls the manifest requests that an `exact` policy denied (the
+    /// plugin carried on): the run needs the operator's attention.
+    pub narrowed: Vec<String>,
 }
 
 /// Why a run did not succeed. Each maps to its own exit code.
@@ -118,54 +126,102 @@ pub fn plugin_ref(plugin: &PluginFile) -> PluginRef {
         name: plugin.manifest.name.clone(),
         version: plugin.manifest.version.to_string(),
         sha256: plugin.sha256.clone(),
+        mode: "run",
     }
 }
 
-/// The checks that need no engine: host version, grants, imports, config.
-/// Returns the grants the plugin will hold.
+/// The checks that need no engine: host version, version fit, grants,
+/// imports, config. Returns the grants the plugin will hold.
 pub fn admit(req: &RunRequest<'_>) -> Result<Vec<Grant>, RunError> {
-    let manifest = &req.plugin.manifest;
-    compat::check_min_host(&manifest.min_host).map_err(|e| RunError::Refused(format!("{e:#}")))?;
-    // A signature that does not verify is evidence of tampering: refuse
-    // whatever the policy says (an unsigned plugin is merely unsigned).
-    if let crate::plugin::signature::Status::Invalid(why) = &req.plugin.signature {
-        return Err(RunError::Refused(format!(
-            "{}: its signature file does not verify: {why}. Do not run it; get the plugin and its .sig from the vendor again.",
-            manifest.identity()
-        )));
+    let granted = admission(req.plugin, &req.config, req.policy, req.allow, &req.version)?;
+    if let Verdict::Unchecked(why) = fit::judge(&req.plugin.manifest, &req.version.target) {
+        req.output.warn(&why);
     }
-    let decision = decide(
-        manifest,
-        &req.plugin.sha256,
-        &req.plugin.signature,
-        req.policy,
-        req.allow,
-    );
-    if !decision.allowed() {
-        return Err(RunError::Refused(decision.refusal(
-            manifest,
-            &req.plugin.sha256,
-            req.policy,
-        )));
+    if let Some(line) = fit::confirmation(&req.plugin.manifest, &req.version.target) {
+        req.output.info(&line);
     }
-    req.plugin
-        .world
-        .check(&decision.granted)
-        .map_err(|e| RunError::Refused(format!("{}: {e:#}", manifest.identity())))?;
-    req.config
-        .check_resources(&decision.granted)
-        .map_err(RunError::Config)?;
-    for grant in &decision.granted {
+    for grant in &granted {
         if grant.is_wildcard() {
             req.output.warn(&format!(
                 "{grant} grants every verb, including ones added in later versions"
             ));
         }
     }
+    Ok(granted)
+}
+
+/// The decision `admit` makes, without a word to the operator: choosing a
+/// build by name asks it of every candidate, so the build picked is one a
+/// run admits, for the same reasons.
+pub fn admission(
+    plugin: &PluginFile,
+    config: &Config,
+    policy: &Policy,
+    allow: &[Grant],
+    version: &VersionCheck,
+) -> Result<Vec<Grant>, RunError> {
+    let manifest = &plugin.manifest;
+    compat::check_min_host(&manifest.min_host)
+        .map_err(|e| RunError::Refused(format!("{}: {e:#}", manifest.identity())))?;
+    // A signature that does not verify is evidence of tampering: refuse
+    // whatever the policy says (an unsigned plugin is merely unsigned).
+    if let crate::plugin::signature::Status::Invalid(why) = &plugin.signature {
+        return Err(RunError::Refused(format!(
+            "{}: its signature file does not verify: {why}. Do not run it; get the plugin and its .sig from the vendor again.",
+            manifest.identity()
+        )));
+    }
+    // Forced mismatches go ahead; `run` warns and audits them.
+    if let Verdict::Mismatch(mismatch) = fit::judge(manifest, &version.target) {
+        if !version.force {
+            return Err(RunError::Refused(mismatch.full));
+        }
+    }
+    let decision = decide(manifest, &plugin.sha256, &plugin.signature, policy, allow);
+    if !decision.allowed() {
+        return Err(RunError::Refused(decision.refusal(
+            manifest,
+            &plugin.sha256,
+            policy,
+        )));
+    }
+    // Imports are checked against what the manifest declares: with an
+    // `exact` policy the plugin may hold less, and the gate denies the rest.
+    plugin
+        .world
+        .check(&declared(manifest))
+        .map_err(|e| RunError::Refused(format!("{}: {e:#}", manifest.identity())))?;
+    config
+        .check_resources(&decision.granted)
+        .map_err(RunError::Config)?;
     Ok(decision.granted)
 }
 
+/// Every grant the manifest requests: the interfaces the plugin may import
+/// and the host links (each call still passes the gate).
+fn declared(manifest: &crate::plugin::manifest::Manifest) -> Vec<Grant> {
+    manifest.requests.iter().map(|r| r.grant.clone()).collect()
+}
+
 pub async fn run(req: RunRequest<'_>) -> Result<RunSuccess, RunError> {
+    run_recorded(req).await.0
+}
+
+/// Run, and hand back the gate with what plan or learn mode recorded
+/// (kept whether the run succeeded or not: a plan that stopped half-way
+/// still says what it would have done up to there).
+pub async fn run_recorded(
+    req: RunRequest<'_>,
+) -> (Result<RunSuccess, RunError>, Arc<crate::gate::Gate>) {
+    let gate = Arc::new(crate::gate::Gate::new(req.mode));
+    let result = run_gated(req, Arc::clone(&gate)).await;
+    (result, gate)
+}
+
+async fn run_gated(
+    req: RunRequest<'_>,
+    gate: Arc<crate::gate::Gate>,
+) -> Result<RunSuccess, RunError> {
     let started = Instant::now();
     let budget = Arc::new(LogBudget::new(
         req.limits.log_bytes,
@@ -173,7 +229,11 @@ pub async fn run(req: RunRequest<'_>) -> Result<RunSuccess, RunError> {
     ));
     let ctx_for_audit = |grants: Vec<Grant>| {
         Arc::new(RunContext {
-            plugin: plugin_ref(req.plugin),
+            // Plan and learn runs are audited as such.
+            plugin: PluginRef {
+                mode: req.mode.as_str(),
+                ..plugin_ref(req.plugin)
+            },
             audit: Arc::clone(&req.audit),
             output: Arc::clone(&req.output),
             config: Arc::clone(&req.config),
@@ -186,6 +246,7 @@ pub async fn run(req: RunRequest<'_>) -> Result<RunSuccess, RunError> {
             db_sessions: Default::default(),
             deadline: started + req.limits.timeout,
             image_trust: crate::trust::RunTrust::new(req.require_signed),
+            gate: Arc::clone(&gate),
         })
     };
     let granted = match admit(&req) {
@@ -198,6 +259,18 @@ pub async fn run(req: RunRequest<'_>) -> Result<RunSuccess, RunError> {
         }
     };
     let ctx = ctx_for_audit(granted.clone());
+    gate.declare(declared(&req.plugin.manifest));
+    if req.version.force {
+        if let Verdict::Mismatch(mismatch) = fit::judge(&req.plugin.manifest, &req.version.target) {
+            req.output.warn(&format!(
+                "--force-version: running {} although it does not fit: {}. The operator, not the plugin's vendor, vouches for this run.",
+                req.plugin.manifest.identity(),
+                mismatch.short
+            ));
+            ctx.event("run", "force-version", "ok", Some(&mismatch.short))
+                .map_err(RunError::Host)?;
+        }
+    }
     let grant_list: Vec<String> = granted.iter().map(ToString::to_string).collect();
     ctx.event("run", "start", "ok", Some(&grant_list.join(" ")))
         .map_err(RunError::Host)?;
@@ -227,6 +300,7 @@ pub async fn run(req: RunRequest<'_>) -> Result<RunSuccess, RunError> {
         compiled,
         granted,
         duration: started.elapsed(),
+        narrowed: gate.narrowed_denials(),
     })
 }
 
@@ -239,7 +313,8 @@ async fn execute(
         .cache
         .load(req.engine, req.plugin)
         .map_err(RunError::Host)?;
-    let linker = linker::build(req.engine, ctx.grants.all()).map_err(RunError::Host)?;
+    let linker =
+        linker::build(req.engine, &declared(&req.plugin.manifest)).map_err(RunError::Host)?;
 
     let stdout = GuestOutput::new("stdout", Arc::clone(&req.output), Arc::clone(budget));
     let stderr = GuestOutput::new("stderr", Arc::clone(&req.output), Arc::clone(budget));

@@ -303,6 +303,15 @@ impl<C: State> Runbook<C> {
         Ok((outcome, state))
     }
 
+    /// A step as the operator sees it start: `step 2/5: stop the services`.
+    fn announce(&self, index: usize, name: &str) -> String {
+        format!(
+            "step {}/{}: {name}",
+            index + 1,
+            self.steps.len() + self.finish.len()
+        )
+    }
+
     /// Apply the steps not marked applied, in order; then the clean-up.
     fn apply_from(
         &self,
@@ -312,16 +321,28 @@ impl<C: State> Runbook<C> {
         marks: &mut [Mark],
         undo_on_failure: bool,
     ) -> Result<Outcome> {
+        let planning = progress::planning();
         for (i, step) in self.steps.iter().enumerate() {
             if marks[i] == Mark::Applied {
                 continue;
             }
+            progress::step(&self.announce(i, step.name), None);
             marks[i] = Mark::Applying;
             self.write(dir, state, started_at, marks)?;
             match (step.apply)(state) {
                 Ok(()) => {
                     marks[i] = Mark::Applied;
                     self.write(dir, state, started_at, marks)?;
+                }
+                // A plan changed nothing, so there is nothing to undo: a step
+                // that read back a simulated change is noted, the plan goes on.
+                Err(error) if planning => {
+                    progress::warn(&format!(
+                        "plan: \"{}\" could not be simulated to its end (it reads back a change the plan did not make): {}",
+                        step.name,
+                        describe(&error).lines().next().unwrap_or_default()
+                    ));
+                    marks[i] = Mark::Applied;
                 }
                 Err(error) if !undo_on_failure => {
                     return Ok(Outcome::Stopped {
@@ -359,6 +380,7 @@ impl<C: State> Runbook<C> {
             if marks[i] == Mark::Applied {
                 continue;
             }
+            progress::step(&self.announce(i, step.name), None);
             marks[i] = Mark::Applying;
             self.write(dir, state, started_at, marks)?;
             if let Err(e) = (step.apply)(state) {
