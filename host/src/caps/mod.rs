@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use crate::audit::{self, AuditLog, Event, PluginRef};
 use crate::output::Output;
-use crate::policy::{DbLevel, FsAccess, Grant};
+use crate::policy::{FsAccess, Grant};
 
 pub mod bindings {
     wasmtime::component::bindgen!({
@@ -164,16 +164,6 @@ impl GrantSet {
             .max()
     }
 
-    pub fn db(&self, name: &str) -> Option<DbLevel> {
-        self.0
-            .iter()
-            .filter_map(|g| match g {
-                Grant::Db { resource, level } if resource == name => Some(*level),
-                _ => None,
-            })
-            .max()
-    }
-
     /// Is `wanted` (a single-verb grant built by the caller) covered?
     pub fn allows(&self, wanted: &Grant) -> bool {
         self.0.iter().any(|g| g.covers(wanted))
@@ -201,6 +191,8 @@ pub struct RunContext {
     pub deadline: Instant,
     /// Image digests whose signatures this run verified, and `--require-signed`.
     pub image_trust: crate::trust::RunTrust,
+    /// The one gate every capability call passes, and the run's mode.
+    pub gate: Arc<crate::gate::Gate>,
 }
 
 impl RunContext {
@@ -218,6 +210,7 @@ impl RunContext {
             verb,
             detail: None,
             outcome: None,
+            simulated: false,
             started: Instant::now(),
         }
     }
@@ -274,6 +267,9 @@ pub struct Call {
     /// An outcome that says more than `ok` for a successful call (a lock
     /// found `held`).
     outcome: Option<&'static str>,
+    /// Plan mode intercepted this change: the capability answers it with
+    /// its simulated result and the audit line says `planned`.
+    simulated: bool,
     started: Instant,
 }
 
@@ -289,8 +285,54 @@ impl Call {
         self
     }
 
+    /// Plan mode: do not act, answer with the documented simulated result.
+    pub fn simulated(&self) -> bool {
+        self.simulated
+    }
+
+    pub(crate) fn mark_simulated(&mut self) {
+        self.simulated = true;
+    }
+
+    pub(crate) fn context(&self) -> Arc<RunContext> {
+        Arc::clone(&self.ctx)
+    }
+
+    pub(crate) fn capability(&self) -> &'static str {
+        self.capability
+    }
+
+    pub(crate) fn resource(&self) -> &str {
+        &self.resource
+    }
+
+    pub(crate) fn verb(&self) -> &'static str {
+        self.verb
+    }
+
+    pub(crate) fn detail_text(&self) -> Option<&str> {
+        self.detail.as_deref()
+    }
+
+    /// The call in a few words, e.g. `write backup.tar (10 bytes)`.
+    pub(crate) fn describe(&self) -> String {
+        match &self.detail {
+            Some(d) => format!("{} {d}", self.verb),
+            None => self.verb.to_string(),
+        }
+    }
+
+    /// End the call refused: audit it and hand back the error.
+    pub fn deny(self, error: CapError) -> CapError {
+        match self.finish::<()>(Err(error)) {
+            Err(e) => e,
+            Ok(()) => CapError::Trap(wasmtime::Error::msg("a denied call cannot succeed")),
+        }
+    }
+
     pub fn finish<T>(self, result: Result<T, CapError>) -> Result<T, CapError> {
         let outcome = match &result {
+            Ok(_) if self.simulated => "planned",
             Ok(_) => self.outcome.unwrap_or("ok"),
             Err(e) => e.outcome(),
         };
