@@ -38,6 +38,7 @@ cat > "$demo/config.toml" <<TOML
 path = "$install/backup"
 [containers.agledger]
 project = "opshost-test"
+version_from = { env_file = "$install/compose/.env" }   # plugins' applies_to is checked against AGLEDGER_VERSION
 [db.agledger]
 env_file = "$install/compose/.env"   # bundled mode: POSTGRES_* from the install's .env
 container = "agledger"               # the database runs in that project's postgres container
@@ -131,6 +132,10 @@ echo "### vault-scan of the restored database: every chain, every signature"
 run vault_scan
 echo
 version() { curl -s --max-time 5 http://127.0.0.1:24001/health; echo; }
+echo "### upgrade --plan: what the upgrade would change, changing nothing (reads happen, changes are"
+echo "### intercepted and answered with simulated results; the audit log says 'planned')"
+run upgrade --plan -- 1.3.3
+version
 echo "### upgrade 1.3.2 -> 1.3.3: signed image verified and pinned by digest, pre-upgrade backup,"
 echo "### migrations in a one-off container, .env edited, api then worker replaced, result checked"
 run upgrade --yes -- 1.3.3
@@ -173,8 +178,11 @@ tar tzf "$demo/bundles/$bundle"
 tar xzOf "$demo/bundles/$bundle" --wildcards '*/redaction-report.txt' > "$demo/redaction-report.txt"
 head -20 "$demo/redaction-report.txt"
 echo
-echo "### the last lines of the audit log ($demo/audit.ndjson)"
-tail -5 "$demo/audit.ndjson"
+echo "### opshost audit: the audit log ($demo/audit.ndjson), filtered: what the upgrade's plan intercepted"
+opshost audit --log "$demo/audit.ndjson" --mode plan --outcome planned --last 8
+echo
+echo "### opshost audit: the last calls of the run, as JSON for a SIEM pipeline"
+opshost audit --log "$demo/audit.ndjson" --last 3 --json
 echo
 echo "### restore without its container grant is refused before it starts (exit 3):"
 sed -i 's/"container=agledger:inspect,stop,start,run", //' "$demo/policy.toml"

@@ -73,6 +73,8 @@ fn main() -> anyhow::Result<()> {
             output: Arc::clone(&output),
             audit: Arc::clone(&audit),
             require_signed: false,
+            version: opshost::plugin::fit::VersionCheck::unchecked(),
+            mode: Default::default(),
         };
         rt.block_on(runtime::run(req))
             .map(|_| ())

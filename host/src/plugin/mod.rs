@@ -1,7 +1,9 @@
 //! A plugin file: its manifest, its digest, and whether this host can run it.
 
 pub mod compat;
+pub mod fit;
 pub mod manifest;
+pub mod select;
 pub mod signature;
 
 use std::path::{Path, PathBuf};
