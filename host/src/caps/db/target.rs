@@ -5,6 +5,7 @@
 use super::super::{CapError, RunContext};
 use super::connect::{resolve, Target};
 use super::tools;
+use crate::gate;
 use crate::policy::DbLevel;
 
 impl RunContext {
@@ -15,9 +16,7 @@ impl RunContext {
         name: &str,
         level: DbLevel,
     ) -> Result<(Target, tools::Runner), CapError> {
-        let resource = self.config.db.get(name).ok_or_else(|| {
-            CapError::NotFound(format!("the config names no database \"{name}\""))
-        })?;
+        let resource = gate::configured(&self.config.db, "database", name)?;
         let (bundled_host, runner) = match &resource.container {
             None => (None, tools::Runner::Host),
             // Through the container backend: the service's address, and
