@@ -11,6 +11,10 @@
 //!
 //! [containers.agledger]
 //! project = "agledger"                 # com.docker.compose.project label
+//! version_from = { env_file = "/opt/agledger/compose/.env" }   # see deployment_version
+//!
+//! [plugins]
+//! dir = "/usr/lib/opshost/plugins"     # where `opshost run NAME` looks
 //!
 //! [http.api]
 //! url = "http://127.0.0.1:3001"
@@ -37,6 +41,8 @@ pub struct Config {
     pub http: BTreeMap<String, HttpResource>,
     #[serde(default)]
     pub audit: AuditSettings,
+    #[serde(default)]
+    pub plugins: PluginSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -79,6 +85,9 @@ pub struct ContainersResource {
     /// `signatures`, loaded and checked when the config is parsed.
     #[serde(skip)]
     pub trust: Option<std::sync::Arc<crate::trust::ImagePolicy>>,
+    /// Where the deployment's product version is read, so plugins'
+    /// `applies_to` ranges are checked before they run.
+    pub version_from: Option<crate::deployment_version::VersionFrom>,
     /// What runs the containers: `docker` (the default). `kubernetes` is
     /// designed (docs/kubernetes-backend.md), not built: refused at load.
     #[serde(default)]
@@ -111,6 +120,13 @@ pub struct AuditSettings {
     /// `opshost` (default) or `ocsf` (OCSF API Activity events, for a SIEM).
     #[serde(default)]
     pub format: crate::audit::Format,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSettings {
+    /// The plugin directory `opshost run NAME` picks a build from.
+    pub dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -189,6 +205,9 @@ impl Config {
                     .with_context(|| format!("[containers.{name}.signatures]"))?;
                 containers.trust = Some(std::sync::Arc::new(policy));
             }
+            if let Some(from) = containers.version_from.as_mut() {
+                from.check(&format!("[containers.{name}]"), &base, &config.http)?;
+            }
         }
         for (name, db) in &config.db {
             if let Some(c) = &db.container {
@@ -197,7 +216,10 @@ impl Config {
                 }
             }
         }
-        if let Some(p) = config.audit.path.as_mut() {
+        for p in [config.audit.path.as_mut(), config.plugins.dir.as_mut()]
+            .into_iter()
+            .flatten()
+        {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
@@ -271,6 +293,10 @@ mod tests {
             (
                 "[audit]\nformat='cef'",
                 "unknown variant `cef`, expected `opshost` or `ocsf`",
+            ),
+            (
+                "[containers.a]\nproject='a'\nversion_from={http='api'}",
+                "names no [http.api] table",
             ),
             (
                 "[containers.a]\nproject='a'\nbackend='kubernetes'",
