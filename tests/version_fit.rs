@@ -490,3 +490,52 @@ fn run_by_name_refuses_when_no_build_fits_and_lists_them() {
         out.stderr
     );
 }
+
+/// The stand-in deployment's own `/conformance` and `.env`: the field the
+/// host reads is the one the product serves. Read-only, under the lock.
+#[test]
+fn the_standin_deployment_is_read_from_its_conformance_and_its_env() {
+    use common::standin::{deployment_lock, Mode};
+    let _lock = deployment_lock();
+    let mode = Mode::Bundled;
+    let install = mode.install();
+    let served = {
+        use std::io::Read;
+        let mut s = std::net::TcpStream::connect(mode.api()).expect("stand-in API");
+        write!(
+            s,
+            "GET /conformance HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .expect("request");
+        let mut response = String::new();
+        s.read_to_string(&mut response).expect("response");
+        let body = response.split("\r\n\r\n").nth(1).expect("body");
+        let json: serde_json::Value = serde_json::from_str(body).expect("JSON");
+        json["version"].as_str().expect("version").to_string()
+    };
+    for source in [
+        format!(
+            "[http.standin]\nurl = \"http://{}\"\nbearer_token_file = \"{install}/standin-platform-key\"\n\
+             [containers.agledger.version_from]\nhttp = \"standin\"\n",
+            mode.api()
+        ),
+        format!("[containers.agledger.version_from]\nenv_file = \"{install}/compose/.env\"\n"),
+    ] {
+        let sb = Sandbox::new();
+        sb.write_config(&source);
+        sb.write_policy(POLICY);
+        let misfit = Build::new("0.9.0", ">=9.0.0").write(&sb.path("misfit.wasm"));
+        let out = sb.run(&misfit, &[], &[]);
+        assert_eq!(out.code, DENIED, "{}", out.combined());
+        assert!(
+            out.stderr
+                .contains(&format!("deployment agledger runs {served} (read from ")),
+            "{source}: {}",
+            out.stderr
+        );
+        let fits = Build::new("0.3.0", &format!("={served}")).write(&sb.path("fits.wasm"));
+        let out = sb.run(&fits, &[], &[]);
+        assert_eq!(out.code, OK, "{source}: {}", out.combined());
+        assert!(out.stderr.contains("version fit:"), "{}", out.stderr);
+    }
+}
