@@ -13,7 +13,10 @@ pub enum Exit {
     PluginFailed = 1,
     /// Bad command line, config or policy file.
     Usage = 2,
-    /// The policy does not grant what the plugin needs (before or while running).
+    /// Refused: the policy does not grant what the plugin needs (before or
+    /// while running), or the plugin does not fit (the deployment's version
+    /// outside its applies_to, an opshost older than its min_host, another
+    /// contract, a signature that does not verify).
     Denied = 3,
     /// The host or a backend failed (cannot read the plugin, compile, audit).
     Host = 4,
