@@ -10,7 +10,7 @@ use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 
 use super::bindings::opshost::plugin::crypto::{Ed25519Check, Host};
 use super::CapError;
-use crate::runtime::HostState;
+use crate::caps::HostState;
 
 /// The most random bytes one call returns: secrets are small; a plugin
 /// asking for more is mistaken, not short of entropy.

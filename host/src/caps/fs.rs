@@ -29,9 +29,9 @@ use super::bindings::opshost::plugin::fs::{
 };
 use super::stream::{ByteSink, ByteSource, Discard, Origin, Reader, Writer};
 use super::{Call, CapError, Grant};
+use crate::caps::HostState;
 use crate::gate::{self, Effect};
 use crate::policy::FsAccess;
-use crate::runtime::HostState;
 
 /// An open, granted directory.
 pub struct DirHandle {

@@ -18,8 +18,8 @@ use wasmtime::component::Resource;
 use super::bindings::opshost::plugin::http::{self as wit, Request, Response, ResponseHead};
 use super::stream::{ByteSource, Empty, Origin, Reader};
 use super::{Call, CapError, Grant, RunContext};
+use crate::caps::HostState;
 use crate::gate::{self, Effect};
-use crate::runtime::HostState;
 
 /// `send` refuses bodies past this; `send-streaming` has no cap.
 const MAX_BODY: usize = 16 << 20;
@@ -36,6 +36,15 @@ const FORBIDDEN_HEADERS: [&str; 6] = [
     "proxy-authorization",
     "te",
 ];
+
+impl RunContext {
+    /// One HTTP client for the process (connection pool shared by every
+    /// call), built on first use.
+    pub fn http_client(&self) -> reqwest::Client {
+        static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+        CLIENT.get_or_init(client).clone()
+    }
+}
 
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()

@@ -15,8 +15,8 @@ use wasmtime::component::Resource;
 use super::bindings::opshost::plugin::fs::{self as wit, LockHolder, LockOutcome};
 use super::fs::{checked_path, owner_only, DirHandle};
 use super::CapError;
+use crate::caps::HostState;
 use crate::gate::Effect;
-use crate::runtime::HostState;
 
 /// A held lock: the open file is the lock.
 pub struct Lock {

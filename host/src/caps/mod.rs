@@ -11,7 +11,10 @@ pub mod fs;
 pub mod http;
 pub mod lock;
 pub mod progress;
+mod state;
 pub mod stream;
+
+pub use state::HostState;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -134,7 +137,7 @@ impl From<std::io::Error> for CapError {
     }
 }
 
-impl bindings::opshost::plugin::types::Host for crate::runtime::HostState {
+impl bindings::opshost::plugin::types::Host for HostState {
     fn convert_error(&mut self, err: CapError) -> wasmtime::Result<WitError> {
         err.into_wit()
     }

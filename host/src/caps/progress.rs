@@ -3,8 +3,8 @@
 //! but every line counts against the run's log budget.
 
 use super::bindings::opshost::plugin::progress::{Confirmation, Host};
+use crate::caps::HostState;
 use crate::output::Answer;
-use crate::runtime::HostState;
 
 impl HostState {
     /// Charge `bytes` of output to the log budget; past it the plugin stops.

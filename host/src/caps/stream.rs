@@ -10,7 +10,7 @@ use wasmtime::component::Resource;
 
 use super::bindings::opshost::plugin::types::{HostReader, HostWriter};
 use super::{CapError, RunContext};
-use crate::runtime::HostState;
+use crate::caps::HostState;
 
 /// The most a single `read` hands over, whatever the plugin asks for.
 pub const MAX_CHUNK: usize = 1 << 20;

@@ -6,17 +6,16 @@ pub mod guest_log;
 pub mod limits;
 pub mod linker;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::audit::{AuditLog, PluginRef};
 use crate::caps::bindings::opshost::plugin::types::Report;
 use crate::caps::bindings::Operation;
-use crate::caps::{GrantSet, RunContext, WitError};
+use crate::caps::{GrantSet, HostState, RunContext, WitError};
 use crate::config::Config;
 use crate::output::Output;
 use crate::plugin::fit::{self, Verdict, VersionCheck};
@@ -27,30 +26,22 @@ use guest_log::GuestOutput;
 pub use limits::Limits;
 use limits::{Deadline, LogBudget, MemoryLimiter};
 
-/// The store's data: WASI (empty), the resource table, the limiter and
-/// the run's shared context.
-pub struct HostState {
+/// The store's data, composed here: WASI (empty), the capabilities' state
+/// (their resource table and the run's context: what every capability
+/// sees, and all it sees) and the memory limiter. WASI shares the
+/// capabilities' table, as wasmtime-wasi's views do.
+pub struct StoreData {
     wasi: WasiCtx,
-    pub(crate) table: ResourceTable,
+    pub(crate) caps: HostState,
     limiter: MemoryLimiter,
-    pub(crate) run: Arc<RunContext>,
 }
 
-impl WasiView for HostState {
+impl WasiView for StoreData {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
             ctx: &mut self.wasi,
-            table: &mut self.table,
+            table: &mut self.caps.table,
         }
-    }
-}
-
-impl RunContext {
-    /// One HTTP client for the process (connection pool shared by every
-    /// call), built on first use.
-    pub fn http_client(&self) -> reqwest::Client {
-        static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
-        CLIENT.get_or_init(crate::caps::http::client).clone()
     }
 }
 
@@ -326,11 +317,10 @@ async fn execute(
         .allow_udp(false)
         .allow_ip_name_lookup(false)
         .build();
-    let state = HostState {
+    let state = StoreData {
         wasi,
-        table: ResourceTable::new(),
+        caps: HostState::new(Arc::clone(ctx)),
         limiter: MemoryLimiter::new(req.limits.memory_bytes),
-        run: Arc::clone(ctx),
     };
     let mut store = Store::new(req.engine, state);
     store.limiter(|s| &mut s.limiter);

@@ -51,10 +51,10 @@ use super::bindings::opshost::plugin::container::{
 };
 use super::stream::{ByteSource, Origin, Reader, Writer};
 use super::{CapError, RunContext};
+use crate::caps::HostState;
 use crate::config::{ContainerBackendKind, ContainersResource};
 use crate::gate::{self, Effect};
 use crate::policy::{ContainerVerb, Grant};
-use crate::runtime::HostState;
 use backend::{Chunks, Container, ContainerBackend, Exec, ExecSpec, ReplaceSpec, RunOnceSpec};
 pub use process::Process;
 

@@ -15,9 +15,9 @@ use super::super::{Call, CapError, Grant};
 use super::gate::{classify, classify_copy, Classified};
 use super::session::{self, Connection};
 use super::{admin, copy, dump, probe, tls_probe};
+use crate::caps::HostState;
 use crate::gate::{Effect, Mode};
 use crate::policy::DbLevel;
-use crate::runtime::HostState;
 
 /// The grant a call on database resource `name` needs at `level`.
 fn db(name: &str, level: DbLevel) -> Grant {

@@ -16,8 +16,8 @@ use super::super::{CapError, Grant, RunContext};
 use super::connect::{self, Target};
 use super::error::{pg_error, statement_error};
 use super::{gate, roles, values};
+use crate::caps::HostState;
 use crate::policy::DbLevel;
-use crate::runtime::HostState;
 
 /// Results bigger than this are refused: use copy-out.
 const MAX_ROWS: usize = 100_000;
