@@ -420,6 +420,9 @@ fn run(args: RunArgs) -> Exit {
                 );
             } else {
                 print!("{}", recorded.text);
+                if mode == GateMode::Plan {
+                    println!("Nothing was changed. The plugin's report of the simulated run:");
+                }
                 println!("{}", report.summary);
                 let width = report.facts.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
                 for (k, v) in &report.facts {

@@ -78,7 +78,13 @@ impl Plan {
             }
         }
         for step in &self.steps {
-            let _ = writeln!(out, "  step: {step}");
+            // The runbook announces its steps as `step 2/6: ...`; what a
+            // step announces inside itself is shown under it.
+            if step.starts_with("step ") {
+                let _ = writeln!(out, "  {step}");
+            } else {
+                let _ = writeln!(out, "  - {step}");
+            }
             for (i, c) in self.changes.iter().enumerate() {
                 if !listed[i] && c.step.as_deref() == Some(step.as_str()) {
                     listed[i] = true;
@@ -117,9 +123,9 @@ mod tests {
         plan.step("verify");
         let text = plan.render();
         assert_eq!(plan.steps, ["dump", "verify"]);
-        let dump = text.find("step: dump").expect("dump step");
+        let dump = text.find("- dump").expect("dump step");
         let write = text.find("fs backups write").expect("write listed");
-        let verify = text.find("step: verify").expect("verify step");
+        let verify = text.find("- verify").expect("verify step");
         assert!(dump < write && write < verify, "{text}");
         assert!(text.starts_with("Plan: 2 changes"), "{text}");
     }
