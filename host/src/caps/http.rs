@@ -9,14 +9,14 @@
 
 use std::time::Duration;
 
-use futures::future::BoxFuture;
+use futures::StreamExt;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, LOCATION};
 use reqwest::{Method, StatusCode};
 use url::Url;
 use wasmtime::component::Resource;
 
 use super::bindings::opshost::plugin::http::{self as wit, Request, Response, ResponseHead};
-use super::stream::{ByteSource, Empty, Origin, Reader};
+use super::stream::{Chunked, Empty, Origin, Reader};
 use super::{Call, CapError, Grant, RunContext};
 use crate::caps::HostState;
 use crate::gate::{self, Effect};
@@ -332,32 +332,6 @@ fn audit_detail(req: &Request) -> String {
     format!("{} {path}", req.method.to_ascii_uppercase())
 }
 
-/// A response body read chunk by chunk.
-struct BodySource {
-    resp: reqwest::Response,
-    pending: Vec<u8>,
-}
-
-impl ByteSource for BodySource {
-    fn read(&mut self, max: usize) -> BoxFuture<'_, Result<Vec<u8>, CapError>> {
-        Box::pin(async move {
-            if self.pending.is_empty() {
-                match self
-                    .resp
-                    .chunk()
-                    .await
-                    .map_err(|e| CapError::Failed(error_chain(&e)))?
-                {
-                    Some(chunk) => self.pending = chunk.to_vec(),
-                    None => return Ok(Vec::new()),
-                }
-            }
-            let n = max.min(self.pending.len());
-            Ok(self.pending.drain(..n).collect())
-        })
-    }
-}
-
 impl wit::Host for HostState {
     async fn send(&mut self, api: String, req: Request) -> Result<Response, CapError> {
         let call = self
@@ -420,13 +394,10 @@ impl wit::Host for HostState {
         }
         let (resp, rel) = call.finish(send(&run, &api, resolved, req).await)?;
         let head = head(&resp, rel);
-        let reader = self.table.push(Reader::new(
-            BodySource {
-                resp,
-                pending: Vec::new(),
-            },
-            origin,
-        ))?;
+        let body = resp
+            .bytes_stream()
+            .map(|chunk| chunk.map_err(|e| CapError::Failed(error_chain(&e))));
+        let reader = self.table.push(Reader::new(Chunked::new(body), origin))?;
         Ok((head, reader))
     }
 }

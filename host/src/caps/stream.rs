@@ -5,7 +5,9 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use futures::future::BoxFuture;
+use futures::stream::{BoxStream, Stream, StreamExt};
 use wasmtime::component::Resource;
 
 use super::bindings::opshost::plugin::types::{HostReader, HostWriter};
@@ -26,7 +28,38 @@ pub trait ByteSink: Send + 'static {
     fn finish(&mut self) -> BoxFuture<'_, Result<(), CapError>>;
 }
 
-/// Where a stream came from, for its audit line when it closes.
+/// The one reader of every chunked source (a response body, container
+/// logs, an exec's output, a COPY): the source yields chunks of any size,
+/// the plugin reads them `max` bytes at a time.
+pub struct Chunked {
+    chunks: BoxStream<'static, Result<Bytes, CapError>>,
+    pending: Bytes,
+}
+
+impl Chunked {
+    pub fn new(chunks: impl Stream<Item = Result<Bytes, CapError>> + Send + 'static) -> Self {
+        Self {
+            chunks: chunks.boxed(),
+            pending: Bytes::new(),
+        }
+    }
+}
+
+impl ByteSource for Chunked {
+    fn read(&mut self, max: usize) -> BoxFuture<'_, Result<Vec<u8>, CapError>> {
+        Box::pin(async move {
+            while self.pending.is_empty() {
+                match self.chunks.next().await {
+                    Some(chunk) => self.pending = chunk?,
+                    None => return Ok(Vec::new()),
+                }
+            }
+            let n = max.min(self.pending.len());
+            Ok(self.pending.split_to(n).to_vec())
+        })
+    }
+}
+
 /// A source with nothing in it: plan mode's answer to a stream it did not open.
 pub struct Empty;
 
@@ -50,6 +83,7 @@ impl ByteSink for Discard {
     }
 }
 
+/// Where a stream came from, for its audit line when it closes.
 pub struct Origin {
     pub ctx: Arc<RunContext>,
     pub capability: &'static str,

@@ -42,20 +42,18 @@ mod signed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
-use futures::StreamExt;
 use wasmtime::component::Resource;
 
 use super::bindings::opshost::plugin::container::{
     self as wit, ContainerInfo, ExecOptions, RecreateSpec, RunOutput, RunSpec,
 };
-use super::stream::{ByteSource, Origin, Reader, Writer};
+use super::stream::{Chunked, Origin, Reader, Writer};
 use super::{CapError, RunContext};
 use crate::caps::HostState;
 use crate::config::{ContainerBackendKind, ContainersResource};
 use crate::gate::{self, Effect};
 use crate::policy::{ContainerVerb, Grant};
-use backend::{Chunks, Container, ContainerBackend, Exec, ExecSpec, ReplaceSpec, RunOnceSpec};
+use backend::{Container, ContainerBackend, Exec, ExecSpec, ReplaceSpec, RunOnceSpec};
 pub use process::Process;
 
 /// A `[containers.NAME]` entry, resolved: its settings and its backend.
@@ -112,27 +110,6 @@ fn info(c: Container) -> ContainerInfo {
 /// What plan mode answers a pull of an image that is not here.
 fn fake_digest(image: &str) -> String {
     format!("{}@sha256:{}", images::repository(image), "0".repeat(64))
-}
-
-/// A backend's byte stream as a plugin reader, chunk by chunk.
-struct ChunkSource {
-    stream: Chunks,
-    pending: bytes::Bytes,
-}
-
-impl ByteSource for ChunkSource {
-    fn read(&mut self, max: usize) -> BoxFuture<'_, Result<Vec<u8>, CapError>> {
-        Box::pin(async move {
-            if self.pending.is_empty() {
-                match self.stream.next().await {
-                    Some(item) => self.pending = item?,
-                    None => return Ok(Vec::new()),
-                }
-            }
-            let n = max.min(self.pending.len());
-            Ok(self.pending.split_to(n).to_vec())
-        })
-    }
 }
 
 impl wit::Host for HostState {
@@ -225,13 +202,7 @@ impl wit::Host for HostState {
             resource: project,
             what: format!("logs {service}"),
         };
-        Ok(self.table.push(Reader::new(
-            ChunkSource {
-                stream,
-                pending: bytes::Bytes::new(),
-            },
-            origin,
-        ))?)
+        Ok(self.table.push(Reader::new(Chunked::new(stream), origin))?)
     }
 
     async fn exec(

@@ -13,7 +13,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use tokio::task::JoinHandle;
 
 use super::backend::{Exec, Output};
-use crate::caps::stream::{ByteSink, ByteSource};
+use crate::caps::stream::{ByteSink, Chunked};
 use crate::caps::CapError;
 
 pub struct Process {
@@ -77,17 +77,17 @@ impl Process {
         })
     }
 
-    pub fn take_stdout(&mut self) -> Result<ChannelSource, CapError> {
+    pub fn take_stdout(&mut self) -> Result<Chunked, CapError> {
         self.stdout
             .take()
-            .map(ChannelSource::new)
+            .map(channel)
             .ok_or_else(|| CapError::Invalid("stdout was already taken".into()))
     }
 
-    pub fn take_stderr(&mut self) -> Result<ChannelSource, CapError> {
+    pub fn take_stderr(&mut self) -> Result<Chunked, CapError> {
         self.stderr
             .take()
-            .map(ChannelSource::new)
+            .map(channel)
             .ok_or_else(|| CapError::Invalid("stderr was already taken".into()))
     }
 
@@ -124,33 +124,11 @@ impl Waiter {
     }
 }
 
-pub struct ChannelSource {
-    rx: UnboundedReceiver<Bytes>,
-    pending: Bytes,
-}
-
-impl ChannelSource {
-    fn new(rx: UnboundedReceiver<Bytes>) -> Self {
-        Self {
-            rx,
-            pending: Bytes::new(),
-        }
-    }
-}
-
-impl ByteSource for ChannelSource {
-    fn read(&mut self, max: usize) -> BoxFuture<'_, Result<Vec<u8>, CapError>> {
-        Box::pin(async move {
-            if self.pending.is_empty() {
-                match self.rx.recv().await {
-                    Some(chunk) => self.pending = chunk,
-                    None => return Ok(Vec::new()),
-                }
-            }
-            let n = max.min(self.pending.len());
-            Ok(self.pending.split_to(n).to_vec())
-        })
-    }
+/// An exec's output channel as a stream of chunks.
+fn channel(rx: UnboundedReceiver<Bytes>) -> Chunked {
+    Chunked::new(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (Ok(chunk), rx))
+    }))
 }
 
 pub struct StdinSink(Pin<Box<dyn AsyncWrite + Send>>);

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use futures::future::BoxFuture;
 use futures::{SinkExt, StreamExt};
 
-use super::super::stream::{ByteSink, ByteSource};
+use super::super::stream::{ByteSink, Chunked};
 use super::super::CapError;
 use super::error::{pg_error, statement_error};
 use super::session::Session;
@@ -14,7 +14,7 @@ use super::session::Session;
 /// Start a `COPY … TO STDOUT` on the session. On a read-only session
 /// outside a transaction it runs in a READ ONLY one that the reader commits
 /// at the end (or the next call rolls back, if the reader is dropped early).
-pub(super) async fn out(session: Session, sql: &str) -> Result<CopyOut, CapError> {
+pub(super) async fn out(session: Session, sql: &str) -> Result<Chunked, CapError> {
     session.settle().await?;
     if session.read_only && !session.in_transaction {
         session
@@ -29,11 +29,7 @@ pub(super) async fn out(session: Session, sql: &str) -> Result<CopyOut, CapError
         .copy_out(sql)
         .await
         .map_err(|e| statement_error(&session.name, e))?;
-    Ok(CopyOut {
-        stream: Box::pin(stream),
-        pending: bytes::Bytes::new(),
-        session,
-    })
+    Ok(rows(stream, session))
 }
 
 /// Start a `COPY … FROM STDIN` on the session.
@@ -50,34 +46,29 @@ pub(super) async fn into(session: &Session, sql: &str) -> Result<CopyIn, CapErro
     })
 }
 
-/// Rows of a COPY TO STDOUT, chunk by chunk.
-pub(super) struct CopyOut {
-    stream: std::pin::Pin<Box<tokio_postgres::CopyOutStream>>,
-    pending: bytes::Bytes,
-    session: Session,
-}
-
-impl ByteSource for CopyOut {
-    fn read(&mut self, max: usize) -> BoxFuture<'_, Result<Vec<u8>, CapError>> {
-        Box::pin(async move {
-            if self.pending.is_empty() {
-                match self.stream.next().await {
-                    Some(chunk) => {
-                        self.pending = chunk.map_err(|e| pg_error(&self.session.name, e))?
-                    }
-                    None => {
-                        if self.session.copy_transaction.swap(false, Ordering::SeqCst) {
-                            let commit = self.session.client.batch_execute("COMMIT").await;
-                            commit.map_err(|e| pg_error(&self.session.name, e))?;
-                        }
-                        return Ok(Vec::new());
+/// Rows of a COPY TO STDOUT, chunk by chunk; at their end the READ ONLY
+/// transaction `out` opened is committed.
+fn rows(stream: tokio_postgres::CopyOutStream, session: Session) -> Chunked {
+    let stream = Box::pin(stream);
+    Chunked::new(futures::stream::unfold(
+        Some((stream, session)),
+        |state| async move {
+            let (mut stream, session) = state?;
+            match stream.next().await {
+                Some(chunk) => {
+                    let chunk = chunk.map_err(|e| pg_error(&session.name, e));
+                    Some((chunk, Some((stream, session))))
+                }
+                None if session.copy_transaction.swap(false, Ordering::SeqCst) => {
+                    match session.client.batch_execute("COMMIT").await {
+                        Ok(()) => None,
+                        Err(e) => Some((Err(pg_error(&session.name, e)), None)),
                     }
                 }
+                None => None,
             }
-            let n = max.min(self.pending.len());
-            Ok(self.pending.split_to(n).to_vec())
-        })
-    }
+        },
+    ))
 }
 
 /// Rows into a COPY FROM STDIN; `finish` completes it.
