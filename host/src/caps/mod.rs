@@ -37,6 +37,7 @@ pub mod bindings {
             "opshost:plugin/fs.lock": crate::caps::lock::Lock,
             "opshost:plugin/db.connection": crate::caps::db::Connection,
             "opshost:plugin/container.process": crate::caps::container::Process,
+            "opshost:plugin/container.deployment": crate::caps::container::DeploymentHandle,
         },
         trappable_error_type: {
             "opshost:plugin/types.error" => crate::caps::CapError,

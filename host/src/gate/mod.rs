@@ -194,6 +194,25 @@ impl RunContext {
     }
 }
 
+impl Call {
+    /// Pass the gate for opening a handle on a resource (a deployment):
+    /// any grant of the same capability on it will do, since each call on
+    /// the handle then passes the gate with its own verb. A denial names
+    /// `example`, the least grant that would open it.
+    pub fn gate_open(self, example: &Grant) -> Result<Call, CapError> {
+        let run = self.context();
+        let any =
+            run.grants.all().iter().any(|g| {
+                g.capability() == example.capability() && g.resource() == example.resource()
+            });
+        if any {
+            return Ok(self);
+        }
+        let what = self.describe();
+        Err(self.deny(CapError::missing(example, &what)))
+    }
+}
+
 /// The config entry for a named resource, or the one error every
 /// capability gives for a name the operator's config does not define.
 pub fn configured<'a, T>(

@@ -29,6 +29,7 @@ pub mod bindings {
     });
 }
 
+pub mod container;
 pub mod dotenv;
 pub mod io;
 pub mod manifest;
@@ -38,7 +39,7 @@ pub mod runbook;
 pub mod secure;
 
 pub use bindings::opshost::plugin::types::{Error, Outcome};
-pub use bindings::opshost::plugin::{container, crypto, db, fs, http, progress};
+pub use bindings::opshost::plugin::{crypto, db, fs, http, progress};
 pub use bindings::Guest as Operation;
 pub use report::Report;
 

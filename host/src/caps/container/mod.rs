@@ -1,6 +1,8 @@
 //! container: the containers of a deployment named in the config
-//! (`[containers.NAME]`). Grant `container=NAME[/SERVICE]:VERBS`; there is
-//! no handle to open yet, so each call names the deployment and service.
+//! (`[containers.NAME]`). Grant `container=NAME[/SERVICE]:VERBS`. `open`
+//! resolves the name once (it needs some container grant on it) into a
+//! `deployment` handle, as fs opens a `dir` and db a `connection`; each
+//! call on the handle passes the gate with the verb it needs.
 //!
 //! This module is the WIT glue: every call passes the gate (grant, learn,
 //! plan), is audited, and is translated to and from the WIT types; the
@@ -63,6 +65,23 @@ pub(crate) struct Deployment {
     pub backend: Arc<dyn ContainerBackend>,
 }
 
+/// An opened deployment: the handle a plugin holds.
+pub struct DeploymentHandle {
+    name: String,
+    deployment: Deployment,
+}
+
+impl HostState {
+    /// The name and the resolved deployment behind a handle.
+    fn opened(
+        &self,
+        handle: &Resource<DeploymentHandle>,
+    ) -> Result<(String, Deployment), CapError> {
+        let h = self.table.get(handle)?;
+        Ok((h.name.clone(), h.deployment.clone()))
+    }
+}
+
 impl RunContext {
     /// The deployment the config names `name`, on its backend (the Docker
     /// client is connected once per run).
@@ -112,27 +131,25 @@ fn fake_digest(image: &str) -> String {
     format!("{}@sha256:{}", images::repository(image), "0".repeat(64))
 }
 
-impl wit::Host for HostState {
-    async fn list(&mut self, project: String) -> Result<Vec<ContainerInfo>, CapError> {
+impl wit::HostDeployment for HostState {
+    async fn list(
+        &mut self,
+        handle: Resource<DeploymentHandle>,
+    ) -> Result<Vec<ContainerInfo>, CapError> {
+        let (project, d) = self.opened(&handle)?;
         let call = self.run.call("container", &project, "inspect").gate(
             &wanted(&project, None, &[ContainerVerb::Inspect]),
             Effect::Reads,
         )?;
-        let run = self.run.clone();
-        call.finish(
-            async {
-                let d = run.deployment(&project).await?;
-                Ok(d.backend.list().await?.into_iter().map(info).collect())
-            }
-            .await,
-        )
+        call.finish(async { Ok(d.backend.list().await?.into_iter().map(info).collect()) }.await)
     }
 
     async fn inspect(
         &mut self,
-        project: String,
+        handle: Resource<DeploymentHandle>,
         service: String,
     ) -> Result<ContainerInfo, CapError> {
+        let (project, d) = self.opened(&handle)?;
         let call = self
             .run
             .call("container", &project, "inspect")
@@ -141,21 +158,15 @@ impl wit::Host for HostState {
                 &wanted(&project, Some(&service), &[ContainerVerb::Inspect]),
                 Effect::Reads,
             )?;
-        let run = self.run.clone();
-        call.finish(
-            async {
-                let d = run.deployment(&project).await?;
-                Ok(info(d.backend.inspect(&service).await?))
-            }
-            .await,
-        )
+        call.finish(async { Ok(info(d.backend.inspect(&service).await?)) }.await)
     }
 
     async fn environment(
         &mut self,
-        project: String,
+        handle: Resource<DeploymentHandle>,
         service: String,
     ) -> Result<Vec<(String, String)>, CapError> {
+        let (project, d) = self.opened(&handle)?;
         let call = self
             .run
             .call("container", &project, "environment")
@@ -164,22 +175,16 @@ impl wit::Host for HostState {
                 &wanted(&project, Some(&service), &[ContainerVerb::Inspect]),
                 Effect::Reads,
             )?;
-        let run = self.run.clone();
-        call.finish(
-            async {
-                let d = run.deployment(&project).await?;
-                d.backend.environment(&service).await
-            }
-            .await,
-        )
+        call.finish(async { d.backend.environment(&service).await }.await)
     }
 
     async fn logs(
         &mut self,
-        project: String,
+        handle: Resource<DeploymentHandle>,
         service: String,
         tail: Option<u32>,
     ) -> Result<Resource<Reader>, CapError> {
+        let (project, d) = self.opened(&handle)?;
         let call = self
             .run
             .call("container", &project, "logs")
@@ -188,14 +193,7 @@ impl wit::Host for HostState {
                 &wanted(&project, Some(&service), &[ContainerVerb::Logs]),
                 Effect::Reads,
             )?;
-        let run = self.run.clone();
-        let stream = call.finish(
-            async {
-                let d = run.deployment(&project).await?;
-                d.backend.logs(&service, tail).await
-            }
-            .await,
-        )?;
+        let stream = call.finish(async { d.backend.logs(&service, tail).await }.await)?;
         let origin = Origin {
             ctx: self.run.clone(),
             capability: "container",
@@ -207,11 +205,12 @@ impl wit::Host for HostState {
 
     async fn exec(
         &mut self,
-        project: String,
+        handle: Resource<DeploymentHandle>,
         service: String,
         command: Vec<String>,
         options: ExecOptions,
     ) -> Result<Resource<Process>, CapError> {
+        let (project, d) = self.opened(&handle)?;
         let first = command.first().cloned().unwrap_or_default();
         let call = self
             .run
@@ -222,14 +221,12 @@ impl wit::Host for HostState {
                 Effect::Changes,
             )?;
         let simulated = call.simulated();
-        let run = self.run.clone();
         let with_stdin = options.with_stdin;
         let exec = call.finish(
             async {
                 if command.is_empty() {
                     return Err(CapError::Invalid("exec needs a command".into()));
                 }
-                let d = run.deployment(&project).await?;
                 if simulated {
                     d.backend.inspect(&service).await?;
                     return Ok(Exec::simulated(with_stdin));
@@ -251,10 +248,11 @@ impl wit::Host for HostState {
 
     async fn stop(
         &mut self,
-        project: String,
+        handle: Resource<DeploymentHandle>,
         service: String,
         timeout_s: Option<u32>,
     ) -> Result<(), CapError> {
+        let (project, d) = self.opened(&handle)?;
         let call = self
             .run
             .call("container", &project, "stop")
@@ -264,10 +262,8 @@ impl wit::Host for HostState {
                 Effect::Changes,
             )?;
         let simulated = call.simulated();
-        let run = self.run.clone();
         call.finish(
             async {
-                let d = run.deployment(&project).await?;
                 if simulated {
                     return d.backend.inspect(&service).await.map(drop);
                 }
@@ -277,7 +273,12 @@ impl wit::Host for HostState {
         )
     }
 
-    async fn start(&mut self, project: String, service: String) -> Result<(), CapError> {
+    async fn start(
+        &mut self,
+        handle: Resource<DeploymentHandle>,
+        service: String,
+    ) -> Result<(), CapError> {
+        let (project, d) = self.opened(&handle)?;
         let call = self
             .run
             .call("container", &project, "start")
@@ -287,10 +288,8 @@ impl wit::Host for HostState {
                 Effect::Changes,
             )?;
         let simulated = call.simulated();
-        let run = self.run.clone();
         call.finish(
             async {
-                let d = run.deployment(&project).await?;
                 if simulated {
                     return d.backend.inspect(&service).await.map(drop);
                 }
@@ -302,10 +301,11 @@ impl wit::Host for HostState {
 
     async fn restart(
         &mut self,
-        project: String,
+        handle: Resource<DeploymentHandle>,
         service: String,
         timeout_s: Option<u32>,
     ) -> Result<(), CapError> {
+        let (project, d) = self.opened(&handle)?;
         let verbs = [ContainerVerb::Stop, ContainerVerb::Start];
         let call = self
             .run
@@ -313,10 +313,8 @@ impl wit::Host for HostState {
             .detail(&service)
             .gate(&wanted(&project, Some(&service), &verbs), Effect::Changes)?;
         let simulated = call.simulated();
-        let run = self.run.clone();
         call.finish(
             async {
-                let d = run.deployment(&project).await?;
                 if simulated {
                     return d.backend.inspect(&service).await.map(drop);
                 }
@@ -326,7 +324,12 @@ impl wit::Host for HostState {
         )
     }
 
-    async fn pull(&mut self, project: String, image: String) -> Result<String, CapError> {
+    async fn pull(
+        &mut self,
+        handle: Resource<DeploymentHandle>,
+        image: String,
+    ) -> Result<String, CapError> {
+        let (project, d) = self.opened(&handle)?;
         let call = self
             .run
             .call("container", &project, "pull")
@@ -338,7 +341,6 @@ impl wit::Host for HostState {
         let simulated = call.simulated();
         let run = self.run.clone();
         let pulled = async {
-            let d = run.deployment(&project).await?;
             images::check(d.backend.as_ref(), &project, &d.resource, &image).await?;
             signed::before_pull(&run, &project, &d.resource)?;
             if simulated {
@@ -364,10 +366,11 @@ impl wit::Host for HostState {
 
     async fn recreate(
         &mut self,
-        project: String,
+        handle: Resource<DeploymentHandle>,
         service: String,
         spec: RecreateSpec,
     ) -> Result<ContainerInfo, CapError> {
+        let (project, d) = self.opened(&handle)?;
         let call = self
             .run
             .call("container", &project, "recreate")
@@ -380,7 +383,6 @@ impl wit::Host for HostState {
         let run = self.run.clone();
         call.finish(
             async {
-                let d = run.deployment(&project).await?;
                 let backend = d.backend.as_ref();
                 if simulated {
                     if let Some(image) = &spec.image {
@@ -408,10 +410,11 @@ impl wit::Host for HostState {
 
     async fn run(
         &mut self,
-        project: String,
+        handle: Resource<DeploymentHandle>,
         service: String,
         spec: RunSpec,
     ) -> Result<RunOutput, CapError> {
+        let (project, d) = self.opened(&handle)?;
         let call = self
             .run
             .call("container", &project, "run")
@@ -424,7 +427,6 @@ impl wit::Host for HostState {
         let run = self.run.clone();
         call.finish(
             async {
-                let d = run.deployment(&project).await?;
                 let backend = d.backend.as_ref();
                 if simulated {
                     if let Some(image) = &spec.image {
@@ -458,10 +460,11 @@ impl wit::Host for HostState {
 
     async fn wait_healthy(
         &mut self,
-        project: String,
+        handle: Resource<DeploymentHandle>,
         service: String,
         timeout_ms: u32,
     ) -> Result<ContainerInfo, CapError> {
+        let (project, d) = self.opened(&handle)?;
         let call = self
             .run
             .call("container", &project, "wait-healthy")
@@ -470,15 +473,34 @@ impl wit::Host for HostState {
                 &wanted(&project, Some(&service), &[ContainerVerb::Inspect]),
                 Effect::Reads,
             )?;
-        let run = self.run.clone();
         call.finish(
             async {
-                let d = run.deployment(&project).await?;
                 let within = Duration::from_millis(timeout_ms.into());
                 Ok(info(d.backend.wait_healthy(&service, within).await?))
             }
             .await,
         )
+    }
+
+    async fn name(&mut self, handle: Resource<DeploymentHandle>) -> wasmtime::Result<String> {
+        Ok(self.table.get(&handle)?.name.clone())
+    }
+
+    async fn drop(&mut self, handle: Resource<DeploymentHandle>) -> wasmtime::Result<()> {
+        self.table.delete(handle)?;
+        Ok(())
+    }
+}
+
+impl wit::Host for HostState {
+    async fn open(&mut self, name: String) -> Result<Resource<DeploymentHandle>, CapError> {
+        let call = self
+            .run
+            .call("container", &name, "open")
+            .gate_open(&wanted(&name, None, &[ContainerVerb::Inspect]))?;
+        let run = self.run.clone();
+        let deployment = call.finish(run.deployment(&name).await)?;
+        Ok(self.table.push(DeploymentHandle { name, deployment })?)
     }
 }
 
