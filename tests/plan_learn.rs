@@ -18,47 +18,14 @@ use common::*;
 use sha2::{Digest, Sha256};
 
 const MODE: Mode = Mode::Bundled;
-const TRUST: &str = "/tmp/opshost-test-trust";
-
 fn sandbox() -> Sandbox {
     let sb = Sandbox::new();
-    let install = MODE.install();
-    let trust = std::env::var("OPSHOST_TEST_TRUST").unwrap_or_else(|_| TRUST.to_string());
-    std::fs::write(
-        sb.path("config.toml"),
-        format!(
-            r#"[dir.backups]
-path = "backups"
-[dir.compose]
-path = "{install}/compose"
-[dir.install]
-path = "{install}"
-[containers.agledger]
-project = "{project}"
-[containers.agledger.signatures]
-fulcio_roots = ["{trust}/fulcio-root.pem"]
-rekor_keys = ["{trust}/rekor.pub"]
-identity_regexp = '^https://github\.com/agledger-ai/agledger-api/\.github/workflows/.+@refs/tags/v.+$'
-issuer = "https://token.actions.githubusercontent.com"
-[db.agledger]
-env_file = "{install}/compose/.env"
-container = "agledger"
-[http.api]
-url = "http://{api}"
-"#,
-            project = MODE.project(),
-            api = MODE.api()
-        ),
-    )
-    .expect("config");
+    std::fs::write(sb.path("config.toml"), operations_config(MODE)).expect("config");
     std::fs::create_dir_all(sb.path("backups")).expect("backups");
-    let ops = "\"db=agledger:admin\", \"fs=backups:rw\", \"fs=compose:rw\", \"fs=install:ro\", \
-               \"container=agledger:inspect,logs,stop,start,pull,recreate,run\", \
-               \"http=api/health:GET\", \"http=api/conformance:GET\"";
     let mut policy = String::new();
     for name in ["upgrade", "rollback", "restore", "backup"] {
         policy.push_str(&format!(
-            "[[plugin]]\nvendor = \"opshost\"\nname = \"{name}\"\nallow = [{ops}]\n"
+            "[[plugin]]\nvendor = \"opshost\"\nname = \"{name}\"\nallow = [{OPERATIONS_GRANTS}]\n"
         ));
     }
     sb.write_policy(&policy);

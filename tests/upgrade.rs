@@ -23,43 +23,9 @@ fn trust_dir() -> String {
 
 fn sandbox(mode: Mode) -> Sandbox {
     let sb = Sandbox::new();
-    let install = mode.install();
-    let trust = trust_dir();
-    let db = match mode {
-        Mode::Bundled => {
-            format!("env_file = \"{install}/compose/.env\"\ncontainer = \"agledger\"\n")
-        }
-        Mode::External => format!("env_file = \"{install}/compose/.env\"\n"),
-    };
-    std::fs::write(
-        sb.path("config.toml"),
-        format!(
-            r#"[dir.backups]
-path = "backups"
-[dir.compose]
-path = "{install}/compose"
-[dir.install]
-path = "{install}"
-[containers.agledger]
-project = "{project}"
-[containers.agledger.signatures]
-fulcio_roots = ["{trust}/fulcio-root.pem"]
-rekor_keys = ["{trust}/rekor.pub"]
-identity_regexp = '^https://github\.com/agledger-ai/agledger-api/\.github/workflows/.+@refs/tags/v.+$'
-issuer = "https://token.actions.githubusercontent.com"
-[db.agledger]
-{db}[http.api]
-url = "http://{api}"
-"#,
-            project = mode.project(),
-            api = mode.api()
-        ),
-    )
-    .expect("config");
+    std::fs::write(sb.path("config.toml"), operations_config(mode)).expect("config");
     std::fs::create_dir_all(sb.path("backups")).expect("backups");
-    let ops = "\"db=agledger:admin\", \"fs=backups:rw\", \"fs=compose:rw\", \"fs=install:ro\", \
-               \"container=agledger:inspect,logs,stop,start,pull,recreate,run\", \
-               \"http=api/health:GET\", \"http=api/conformance:GET\"";
+    let ops = OPERATIONS_GRANTS;
     sb.write_policy(&format!(
         "[[plugin]]\nvendor = \"opshost\"\nname = \"upgrade\"\nallow = [{ops}]\n\
          [[plugin]]\nvendor = \"opshost\"\nname = \"rollback\"\nallow = [{ops}]\n\

@@ -175,3 +175,45 @@ pub fn deployment_lock() -> DeploymentLock {
         _guard: guard,
     }
 }
+
+/// The config the upgrade-family operations run with against a stand-in:
+/// backups in the sandbox, the install's compose directory, the project
+/// with its test image-signature policy, the database and the API.
+pub fn operations_config(mode: Mode) -> String {
+    let install = mode.install();
+    let trust = std::env::var("OPSHOST_TEST_TRUST")
+        .unwrap_or_else(|_| "/tmp/opshost-test-trust".to_string());
+    let db = match mode {
+        Mode::Bundled => {
+            format!("env_file = \"{install}/compose/.env\"\ncontainer = \"agledger\"\n")
+        }
+        Mode::External => format!("env_file = \"{install}/compose/.env\"\n"),
+    };
+    format!(
+        r#"[dir.backups]
+path = "backups"
+[dir.compose]
+path = "{install}/compose"
+[dir.install]
+path = "{install}"
+[containers.agledger]
+project = "{project}"
+[containers.agledger.signatures]
+fulcio_roots = ["{trust}/fulcio-root.pem"]
+rekor_keys = ["{trust}/rekor.pub"]
+identity_regexp = '^https://github\.com/agledger-ai/agledger-api/\.github/workflows/.+@refs/tags/v.+$'
+issuer = "https://token.actions.githubusercontent.com"
+[db.agledger]
+{db}[http.api]
+url = "http://{api}"
+"#,
+        project = mode.project(),
+        api = mode.api()
+    )
+}
+
+/// What upgrade, rollback (and restore, backup) are granted in those tests.
+pub const OPERATIONS_GRANTS: &str =
+    "\"db=agledger:admin\", \"fs=backups:rw\", \"fs=compose:rw\", \"fs=install:ro\", \
+     \"container=agledger:inspect,logs,stop,start,pull,recreate,run\", \
+     \"http=api/health:GET\", \"http=api/conformance:GET\"";
