@@ -43,7 +43,7 @@ fn sandbox(mode: Mode) -> Sandbox {
          allow = [\"db=agledger:admin\", \"fs=backups:rw\", \"http=api/health:GET\"]\n\
          [[plugin]]\nvendor = \"opshost\"\nname = \"restore\"\n\
          allow = [\"db=agledger:admin\", \"fs=backups:rw\", \"container=agledger:inspect,stop,start,run\", \"http=api/health:GET\"]\n\
-         [[plugin]]\nvendor = \"opshost\"\nname = \"vault-scan\"\nallow = [\"db=agledger:read\"]\n",
+         [[plugin]]\nvendor = \"opshost\"\nname = \"vault-scan\"\nallow = [\"db=agledger:read\", \"fs=backups:rw\"]\n",
     );
     sb
 }
@@ -54,7 +54,11 @@ fn backups(sb: &Sandbox) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(sb.path("backups"))
         .expect("ls")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .filter(|n| n != ".opshost-deployment.lock" && n != ".opshost-verified-backups.json")
+        .filter(|n| {
+            n != ".opshost-deployment.lock"
+                && n != ".opshost-verified-backups.json"
+                && n != ".opshost-vault-checkpoint.json"
+        })
         .collect();
     names.sort();
     names
@@ -121,6 +125,14 @@ impl Untouched {
 fn round_trip(mode: Mode) {
     let sb = sandbox(mode);
     seed(mode, 12, 20);
+    // A verified vault (the scan keeps its checkpoint beside the backups),
+    // then 2 entries more that the checkpoint does not cover.
+    let scan = sb.run(&plugin("vault-scan"), &[], &[]);
+    assert_eq!(scan.code, OK, "{}", scan.combined());
+    seed(mode, 1, 2);
+    let entries: u64 = sql(mode, "SELECT count(*) FROM vault_entries")
+        .parse()
+        .expect("n");
     let before = fingerprint(mode);
     let name = backup(&sb, &[]);
     assert!(
@@ -135,7 +147,12 @@ fn round_trip(mode: Mode) {
         .expect("tar");
     let stamp = &name["backup-".len()..name.len() - ".tar.gz".len()];
     let listing = String::from_utf8_lossy(&listing.stdout);
-    for file in ["db.dump", "vault-public-keys.csv", "manifest.json"] {
+    for file in [
+        "db.dump",
+        "vault-public-keys.csv",
+        "manifest.json",
+        "vault-checkpoint.json",
+    ] {
         assert!(
             listing.contains(&format!("{stamp}/{file}")),
             "{file} missing: {listing}"
@@ -173,6 +190,15 @@ fn round_trip(mode: Mode) {
     assert_eq!(out.code, OK, "restore: {}", out.combined());
     let v = result_json(&out);
     assert_eq!(v["data"]["previous_database"], "dropped");
+    // The restore's vault check proved what the backup's checkpoint
+    // covers by digest and verified only the 2 newer signatures.
+    assert_eq!(
+        v["data"]["vault"]["proven_by_checkpoint"],
+        entries - 2,
+        "{v}"
+    );
+    assert_eq!(v["data"]["vault"]["signatures_verified"], 2, "{v}");
+    assert_eq!(v["data"]["vault"]["scanned_entries"], entries, "{v}");
     assert!(
         v["data"]["tables_checked"].as_u64().unwrap_or(0) >= 4,
         "{v}"

@@ -76,7 +76,7 @@ allow = ["db=agledger:admin", "fs=backups:rw", "container=agledger:inspect,stop,
 [[plugin]]
 vendor = "opshost"
 name = "vault-scan"
-allow = ["db=agledger:read"]
+allow = ["db=agledger:read", "fs=backups:rw"]
 [[plugin]]
 vendor = "opshost"
 name = "upgrade"

@@ -1,7 +1,10 @@
 //! The vault-scan operation against the stand-in's bundled database: an
 //! intact vault passes (exit 0), a tampered entry is found (exit 6) with its
 //! mandate and reason, and the scan agrees with the product's own
-//! `/v1/admin/vault/scan`.
+//! `/v1/admin/vault/scan`. With a backup directory the scan keeps a
+//! verified checkpoint: the next scan proves old entries by digest and
+//! verifies only newer signatures; a changed old entry breaks the digest
+//! and its mandate is verified in full.
 
 mod common;
 
@@ -40,22 +43,38 @@ fn psql_in_standin(sql: &str) -> String {
     psql_in_container(&project, "agledger", sql)
 }
 
-fn sandbox() -> Sandbox {
+/// A sandbox on the stand-in, its config naming the backup directory the
+/// scan keeps its checkpoint in (a granted resource must be configured);
+/// without `backups` that path is a file, not a directory the scan can
+/// open (a broken mount, say).
+fn sandbox_with(backups: bool) -> Sandbox {
     let sb = Sandbox::new();
     let project = std::env::var("OPSHOST_TEST_STANDIN_PROJECT").expect("project");
+    if backups {
+        std::fs::create_dir_all(sb.path("backups")).expect("backups");
+    } else {
+        // (Sandbox::new made one.)
+        std::fs::remove_dir_all(sb.path("backups")).expect("rm backups");
+        std::fs::write(sb.path("backups"), "not a directory").expect("backups file");
+    }
+    let dir = "[dir.backups]\npath = \"backups\"\n";
     std::fs::write(
         sb.path("config.toml"),
         format!(
-            "[containers.agledger]\nproject = \"{project}\"\n\
+            "{dir}[containers.agledger]\nproject = \"{project}\"\n\
              [db.agledger]\nenv_file = \"{}/compose/.env\"\ncontainer = \"agledger\"\n",
             install()
         ),
     )
     .expect("config");
     sb.write_policy(
-        "[[plugin]]\nvendor = \"opshost\"\nname = \"vault-scan\"\nallow = [\"db=agledger:read\"]\n",
+        "[[plugin]]\nvendor = \"opshost\"\nname = \"vault-scan\"\nallow = [\"db=agledger:read\", \"fs=backups:rw\"]\n",
     );
     sb
+}
+
+fn sandbox() -> Sandbox {
+    sandbox_with(false)
 }
 
 #[test]
@@ -70,6 +89,15 @@ fn intact_then_tampered_then_intact_again() {
         .expect("count");
     assert_eq!(v["data"]["scanned_entries"], entries);
     assert_eq!(v["data"]["broken"], serde_json::json!([]));
+    // No backup directory to open: no checkpoint, every signature, and it
+    // says so.
+    assert_eq!(v["data"]["signatures_verified"], entries);
+    assert!(
+        out.combined()
+            .contains("no backup directory to keep a vault checkpoint in"),
+        "{}",
+        out.combined()
+    );
 
     // Alter one payload (what an attacker with database access would do).
     let mandate = psql_in_standin(
@@ -134,4 +162,129 @@ fn an_unknown_signing_key_is_reported() {
         "{reason}"
     );
     assert_eq!(sb.run(&plugin("vault-scan"), &[], &[]).code, OK);
+}
+
+/// `--json` result of a scan with `args`, asserting its exit code.
+fn scan(sb: &Sandbox, args: &[&str], code: i32) -> serde_json::Value {
+    let out = sb.run(&plugin("vault-scan"), &["--json"], args);
+    let v = result_json(&out);
+    assert_eq!(v["exit_code"], code, "{}", out.combined());
+    v["data"].clone()
+}
+
+fn vault_count() -> u64 {
+    psql_in_standin("SELECT count(*) FROM vault_entries")
+        .parse()
+        .expect("count")
+}
+
+#[test]
+fn a_checkpoint_proves_old_entries_and_a_changed_one_breaks_it() {
+    let _vault = common::standin::deployment_lock();
+    let sb = sandbox_with(true);
+    // Hold back the last entry of one mandate, to append it (validly
+    // signed, by the product) after the checkpoint is taken.
+    let mandate = psql_in_standin(
+        "SELECT mandate_id FROM vault_entries GROUP BY mandate_id HAVING count(*) >= 3 ORDER BY mandate_id LIMIT 1",
+    );
+    assert!(!mandate.is_empty(), "a mandate with 3 entries");
+    let last = psql_in_standin(&format!(
+        "SELECT max(chain_position) FROM vault_entries WHERE mandate_id = '{mandate}'"
+    ));
+    psql_in_standin(&format!(
+        "CREATE TABLE IF NOT EXISTS opshost_test_held AS SELECT * FROM vault_entries WITH NO DATA; \
+         DELETE FROM opshost_test_held; \
+         WITH held AS (DELETE FROM vault_entries WHERE mandate_id = '{mandate}' AND chain_position = {last} RETURNING *) \
+         INSERT INTO opshost_test_held SELECT * FROM held"
+    ));
+    let put_back = || {
+        psql_in_standin(
+            "INSERT INTO vault_entries SELECT * FROM opshost_test_held ON CONFLICT DO NOTHING; DROP TABLE opshost_test_held",
+        )
+    };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let entries = vault_count();
+        // First scan: every signature, and a checkpoint written.
+        let first = scan(&sb, &[], OK);
+        assert_eq!(first["signatures_verified"], entries, "{first}");
+        assert_eq!(first["proven_by_checkpoint"], 0, "{first}");
+        let kept: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(sb.path("backups/.opshost-vault-checkpoint.json")).expect("checkpoint"),
+        )
+        .expect("checkpoint JSON");
+        assert_eq!(
+            kept["mandates"][&mandate]["through"].as_i64(),
+            Some(last.parse::<i64>().expect("last") - 1)
+        );
+
+        // Second scan of the unchanged vault: every entry proven by digest.
+        let second = scan(&sb, &[], OK);
+        assert_eq!(second["proven_by_checkpoint"], entries, "{second}");
+        assert_eq!(second["signatures_verified"], 0, "{second}");
+
+        // The held-back entry appended: only it is signature-verified.
+        psql_in_standin("INSERT INTO vault_entries SELECT * FROM opshost_test_held");
+        let third = scan(&sb, &[], OK);
+        assert_eq!(third["proven_by_checkpoint"], entries, "{third}");
+        assert_eq!(third["signatures_verified"], 1, "{third}");
+        assert_eq!(third["scanned_entries"], entries + 1);
+    }));
+    put_back();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+
+    // An OLD entry changed (another entry's signature, still valid
+    // base64): the digest breaks, the mandate is verified in full and the
+    // bad signature found, named with its position.
+    let entries = vault_count();
+    let saved = psql_in_standin(&format!(
+        "SELECT signature FROM vault_entries WHERE mandate_id = '{mandate}' AND chain_position = 1"
+    ));
+    psql_in_standin(&format!(
+        "UPDATE vault_entries SET signature = (SELECT signature FROM vault_entries WHERE mandate_id = '{mandate}' AND chain_position = 2) \
+         WHERE mandate_id = '{mandate}' AND chain_position = 1"
+    ));
+    let tampered =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scan(&sb, &[], ATTENTION)));
+    psql_in_standin(&format!(
+        "UPDATE vault_entries SET signature = '{saved}' WHERE mandate_id = '{mandate}' AND chain_position = 1"
+    ));
+    let tampered = tampered.unwrap_or_else(|e| std::panic::resume_unwind(e));
+    let broken = tampered["broken"].as_array().expect("broken");
+    assert_eq!(broken.len(), 1, "{tampered}");
+    assert_eq!(broken[0]["mandate_id"], mandate.as_str());
+    assert_eq!(broken[0]["position"], 1);
+    assert!(
+        broken[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("signature does not verify")),
+        "{tampered}"
+    );
+    let mismatches = tampered["checkpoint_mismatches"]
+        .as_array()
+        .expect("mismatches");
+    assert_eq!(mismatches.len(), 1, "{tampered}");
+    assert_eq!(mismatches[0]["mandate_id"], mandate.as_str());
+    assert_eq!(mismatches[0]["verified_in_full"], "broken");
+    let mandate_entries: u64 = psql_in_standin(&format!(
+        "SELECT count(*) FROM vault_entries WHERE mandate_id = '{mandate}'"
+    ))
+    .parse()
+    .expect("count");
+    assert_eq!(
+        tampered["signatures_verified"], mandate_entries,
+        "only the changed mandate is verified again, in full: {tampered}"
+    );
+    assert_eq!(tampered["proven_by_checkpoint"], entries - mandate_entries);
+
+    // Put back: the checkpoint kept the verified state, so it proves again.
+    let again = scan(&sb, &[], OK);
+    assert_eq!(again["proven_by_checkpoint"], entries, "{again}");
+    assert_eq!(again["signatures_verified"], 0);
+
+    // --full verifies everything whatever the checkpoint says.
+    let full = scan(&sb, &["--full"], OK);
+    assert_eq!(full["signatures_verified"], entries, "{full}");
+    assert_eq!(full["proven_by_checkpoint"], 0);
 }

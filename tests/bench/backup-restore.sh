@@ -75,7 +75,7 @@ allow = ["db=agledger:admin", "fs=backups:rw", "container=agledger:inspect,stop,
 [[plugin]]
 vendor = "opshost"
 name = "vault-scan"
-allow = ["db=agledger:read"]
+allow = ["db=agledger:read", "fs=backups:rw"]
 TOML
 # Run a plugin; sets $wall (seconds) and $rss (peak resident KiB of the
 # opshost process itself, VmHWM, sampled until it exits; the pg tools it

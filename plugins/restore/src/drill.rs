@@ -77,6 +77,7 @@ fn test(dir: &Dir, backup: &str, staging: &str, scratch: &str, jobs: u32) -> Res
         scratch,
         jobs,
         checked.manifest.as_ref(),
+        checked.checkpoint.as_ref(),
         true,
     )?;
     Ok(Tested { checked, verified })

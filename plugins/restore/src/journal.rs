@@ -8,6 +8,7 @@ use opshost_sdk::{db, progress, Result};
 use serde_json::{json, Value};
 
 use agledger_ops::restore::{self as restoring, swap, verify};
+use agledger_ops::vault::checkpoint::Checkpoint;
 
 /// What the steps share. The journaled part says which databases are
 /// which; the rest is this run's.
@@ -24,6 +25,7 @@ pub struct Restore {
     pub jobs: u32,
     pub allow_broken_vault: bool,
     pub manifest: Option<Value>,
+    pub checkpoint: Option<Checkpoint>,
     pub verified: Option<verify::Verified>,
     pub version: String,
     pub previous: String,
@@ -54,6 +56,7 @@ impl State for Restore {
             jobs: 1,
             allow_broken_vault: false,
             manifest: None,
+            checkpoint: None,
             verified: None,
             version: String::new(),
             previous: String::new(),
@@ -113,6 +116,7 @@ fn restore_beside(r: &mut Restore) -> Result<()> {
         &r.restore_db,
         r.jobs,
         r.manifest.as_ref(),
+        r.checkpoint.as_ref(),
         r.allow_broken_vault,
     )?);
     Ok(())

@@ -1,6 +1,7 @@
 //! The restore, phase by phase, and `--recover` for one that was killed.
 
 use agledger_ops::clock;
+use agledger_ops::vault::checkpoint;
 use opshost_sdk::fs::{self, Dir};
 use opshost_sdk::progress::{self, Confirmation};
 use opshost_sdk::runbook::{Interrupted, Outcome};
@@ -130,6 +131,7 @@ fn restore(dir: &Dir, opts: &Options) -> Result<Report> {
         jobs: opts.jobs,
         allow_broken_vault: opts.allow_broken_vault,
         manifest: checked.manifest.clone(),
+        checkpoint: checked.checkpoint.clone(),
         verified: None,
         version: String::new(),
         previous: String::new(),
@@ -153,6 +155,16 @@ fn restore(dir: &Dir, opts: &Options) -> Result<Report> {
     }
 
     let scan = state.verified.as_ref().and_then(|v| v.vault.as_ref());
+    // The restored vault is the live one now: the next scan starts from
+    // what this restore verified, not from the replaced database's state.
+    if let Some(s) = scan {
+        if let Err(e) = checkpoint::save(dir, &s.checkpoint) {
+            progress::warn(&format!(
+                "the vault checkpoint was not updated ({}): the next vault-scan verifies what it cannot prove",
+                describe(&e)
+            ));
+        }
+    }
     let tables_checked = state.verified.as_ref().map_or(0, |v| v.tables_checked);
     let version = &state.version;
     let mut report = Report::ok(format!(
@@ -179,6 +191,19 @@ fn restore(dir: &Dir, opts: &Options) -> Result<Report> {
                 s.entries,
                 s.broken.len()
             ),
+        );
+        report = report.fact(
+            "vault verification",
+            if s.used_checkpoint {
+                format!(
+                    "{} entries proven by the backup's checkpoint, {} signatures verified, {} mandate(s) changed since it",
+                    s.proven,
+                    s.signatures,
+                    s.mismatched.len()
+                )
+            } else {
+                format!("every signature verified ({}), no checkpoint", s.signatures)
+            },
         );
     }
     Ok(report.data(

@@ -161,6 +161,7 @@ fn rollback(dir: &Dir, opts: &Options) -> Result<Report> {
         ready_within_s: opts.ready_within_s,
         dump_path: checked.dump_path.clone(),
         manifest: checked.manifest.clone(),
+        checkpoint: checked.checkpoint.clone(),
     };
     let outcome = RUNBOOK.run(dir, &mut state, &clock::rfc3339(clock::now()));
     if !matches!(outcome, Ok(Outcome::Degraded { .. })) {

@@ -4,6 +4,7 @@
 
 use agledger_ops::deployment::{self as dep, API, CONTAINERS};
 use agledger_ops::restore::{self as restoring, swap, verify};
+use agledger_ops::vault::checkpoint::Checkpoint;
 use agledger_ops::{artifact, release};
 use opshost_sdk::runbook::{text_field, Runbook, State, Step};
 use opshost_sdk::{container, db, fs, progress, Context, Result};
@@ -26,6 +27,9 @@ pub struct Rollback {
     // This run only:
     pub dump_path: String,
     pub manifest: Option<Value>,
+    /// The backup's vault checkpoint; after the restore step, the one that
+    /// step's check verified, so the final check proves it by digest.
+    pub checkpoint: Option<Checkpoint>,
 }
 
 impl State for Rollback {
@@ -56,6 +60,7 @@ impl State for Rollback {
             ready_within_s: v["ready_within_s"].as_u64().unwrap_or(120),
             dump_path: String::new(),
             manifest: None,
+            checkpoint: None,
         })
     }
 }
@@ -74,14 +79,18 @@ pub const RUNBOOK: Runbook<Rollback> = Runbook {
         Step {
             name: "restore the rollback point beside the live database",
             apply: |r| {
-                restoring::into_new_database(
+                let verified = restoring::into_new_database(
                     &r.dump_path,
                     &r.restore_db,
                     2,
                     r.manifest.as_ref(),
+                    r.checkpoint.as_ref(),
                     false,
-                )
-                .map(drop)
+                )?;
+                if let Some(scan) = verified.vault {
+                    r.checkpoint = Some(scan.checkpoint);
+                }
+                Ok(())
             },
             undo: Some(|r| restoring::drop_if_exists(&r.restore_db)),
         },
@@ -146,11 +155,11 @@ fn check(r: &mut Rollback) -> Result<()> {
     progress::step("checking the rolled-back deployment", None);
     release::expect_version(&r.to_version)?;
     dep::preflight(None, vec![]).map_err(|e| release::with_logs(e, API))?;
-    let checked = verify::restored(&r.live_db, None, false)?;
+    let checked = verify::restored(&r.live_db, None, r.checkpoint.as_ref(), false)?;
     if let Some(scan) = checked.vault {
         progress::info(&format!(
-            "vault: {} chains, {} entries, none broken",
-            scan.mandates, scan.entries
+            "vault: {} chains, {} entries, none broken ({} proven by the digest of what the restore step verified, {} signatures verified)",
+            scan.mandates, scan.entries, scan.proven, scan.signatures
         ));
     }
     Ok(())

@@ -11,6 +11,7 @@ use opshost_sdk::io::ReadStream;
 use opshost_sdk::{describe, fail, progress, web, Context, Result};
 use serde_json::json;
 
+use crate::vault::checkpoint;
 use crate::{artifact, clock};
 use retention::Found;
 use verified::Verified;
@@ -132,7 +133,8 @@ fn make(dir: &Dir, staging: &str, stamp: &str, name: &str, started: i64) -> Resu
     let _ = conn.rollback();
 
     let keys_sha = crate::sha256_hex(&keys_csv);
-    let manifest = json!({
+    let checkpoint = recorded_checkpoint(dir);
+    let mut manifest = json!({
         "format": artifact::MANIFEST_FORMAT,
         "created_at": clock::rfc3339(started),
         "agledger_version": agledger_version,
@@ -146,22 +148,28 @@ fn make(dir: &Dir, staging: &str, stamp: &str, name: &str, started: i64) -> Resu
         },
         "row_counts": counts.iter().map(|(t, n)| (t.clone(), json!(n))).collect::<serde_json::Map<_, _>>(),
     });
+    let member = |file: &str| format!("{stamp}/{file}");
+    let mut members = vec![
+        (member(artifact::DUMP), MemberSource::File(dump_path)),
+        (member(artifact::KEYS_CSV), MemberSource::Bytes(keys_csv)),
+    ];
+    if let Some(bytes) = checkpoint {
+        manifest["files"][checkpoint::MEMBER] =
+            json!({ "size": bytes.len(), "sha256": crate::sha256_hex(&bytes) });
+        members.push((member(checkpoint::MEMBER), MemberSource::Bytes(bytes)));
+    }
     let manifest_text = serde_json::to_vec_pretty(&manifest)
         .map_err(|e| fail(format!("writing the manifest: {e}")))?;
 
+    members.push((
+        member(artifact::MANIFEST),
+        MemberSource::Bytes(manifest_text),
+    ));
+
     progress::step(&format!("packing {name}"), Some(dump.size));
-    let member = |file: &str| format!("{stamp}/{file}");
     let packed = dir
         .pack(
-            name,
-            &[
-                (member(artifact::DUMP), MemberSource::File(dump_path)),
-                (member(artifact::KEYS_CSV), MemberSource::Bytes(keys_csv)),
-                (
-                    member(artifact::MANIFEST),
-                    MemberSource::Bytes(manifest_text),
-                ),
-            ],
+            name, &members,
             // pg_dump -Fc is compressed already: gzip framing, stored bytes.
             false,
         )
@@ -208,6 +216,25 @@ fn running_version() -> String {
         ));
         "unknown".into()
     })
+}
+
+/// The vault checkpoint as it stands in the backup directory, recorded
+/// as a member so the restore's check can prove what it covers by digest
+/// against the restored database. The backup does not verify anything
+/// itself (a checkpoint older or newer than the dump only proves less:
+/// the digests are recomputed from the restored entries).
+fn recorded_checkpoint(dir: &Dir) -> Option<Vec<u8>> {
+    let bytes = dir.read(checkpoint::FILE).ok()?;
+    match checkpoint::Checkpoint::parse(&bytes) {
+        Ok(_) => Some(bytes),
+        Err(e) => {
+            progress::warn(&format!(
+                "{} is not a vault checkpoint ({e}): not recorded; the restore's check will verify every signature",
+                checkpoint::FILE
+            ));
+            None
+        }
+    }
 }
 
 fn quote_ident(name: &str) -> String {

@@ -17,6 +17,7 @@ pub fn into_new_database(
     into: &str,
     jobs: u32,
     manifest: Option<&serde_json::Value>,
+    checkpoint: Option<&crate::vault::checkpoint::Checkpoint>,
     allow_broken_vault: bool,
 ) -> Result<verify::Verified> {
     progress::step(&format!("restoring into {into} (pg_restore)"), None);
@@ -30,7 +31,7 @@ pub fn into_new_database(
     };
     let dir = opshost_sdk::fs::open("backups")?;
     db::restore(DB, &dir, dump_path, &options).context("pg_restore")?;
-    verify::restored(into, manifest, allow_broken_vault)
+    verify::restored(into, manifest, checkpoint, allow_broken_vault)
 }
 
 /// Drop `database` if it is there (undoing [`into_new_database`], also
@@ -58,7 +59,14 @@ pub fn put_back(dir: &opshost_sdk::fs::Dir, backup: &str, live: &str, id: &str) 
             let staging = format!(".opshost-rollback-{id}");
             let checked = verify::backup(dir, backup, &staging);
             let restored = checked.and_then(|c| {
-                into_new_database(&c.dump_path, &restoring, 2, c.manifest.as_ref(), true)
+                into_new_database(
+                    &c.dump_path,
+                    &restoring,
+                    2,
+                    c.manifest.as_ref(),
+                    c.checkpoint.as_ref(),
+                    true,
+                )
             });
             crate::remove_tree(dir, &staging);
             restored?;

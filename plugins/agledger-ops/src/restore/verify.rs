@@ -2,6 +2,7 @@
 //! is touched, and the restored database before it is swapped in.
 
 use crate::artifact::{self, Layout};
+use crate::vault::checkpoint::{self, Checkpoint};
 use crate::{clock, vault};
 use opshost_sdk::db::{self, Value};
 use opshost_sdk::fs::{ArchiveMember, Dir};
@@ -15,6 +16,9 @@ pub struct Checked {
     pub created: String,
     pub agledger_version: String,
     pub toc_entries: usize,
+    /// The vault checkpoint the backup recorded, if it was taken over a
+    /// verified vault: the restore's check proves what it covers by digest.
+    pub checkpoint: Option<Checkpoint>,
 }
 
 /// Check `backup` and extract its dump into `staging` (which it creates).
@@ -65,6 +69,13 @@ pub fn backup(dir: &Dir, backup: &str, staging: &str) -> Result<Checked> {
         }
     };
 
+    let checkpoint = match &manifest {
+        Some(m) if m["files"].get(checkpoint::MEMBER).is_some() => {
+            recorded_checkpoint(dir, backup, staging, &layout)
+        }
+        _ => None,
+    };
+
     progress::step("extracting the dump", Some(layout.dump.size));
     let dump_path = format!("{staging}/{}", artifact::DUMP);
     let extracted = dir
@@ -105,7 +116,33 @@ pub fn backup(dir: &Dir, backup: &str, staging: &str) -> Result<Checked> {
         created,
         agledger_version,
         toc_entries: toc.len(),
+        checkpoint,
     })
+}
+
+/// The checkpoint member (its checksum was checked with the manifest's).
+/// One that cannot be read only costs speed: every signature is verified.
+fn recorded_checkpoint(
+    dir: &Dir,
+    backup: &str,
+    staging: &str,
+    layout: &Layout,
+) -> Option<Checkpoint> {
+    let path = format!("{staging}/{}", checkpoint::MEMBER);
+    let read = dir
+        .extract(backup, &layout.path(checkpoint::MEMBER), &path)
+        .and_then(|_| dir.read(&path))
+        .map_err(|e| describe(&e))
+        .and_then(|bytes| Checkpoint::parse(&bytes));
+    match read {
+        Ok(c) => Some(c),
+        Err(e) => {
+            progress::warn(&format!(
+                "{backup}: its vault checkpoint cannot be read ({e}): the restore's check verifies every signature"
+            ));
+            None
+        }
+    }
 }
 
 fn read_manifest(
@@ -196,6 +233,7 @@ fn quote_table(qualified: &str) -> String {
 pub fn restored(
     database: &str,
     manifest: Option<&serde_json::Value>,
+    checkpoint: Option<&Checkpoint>,
     allow_broken_vault: bool,
 ) -> Result<Verified> {
     progress::step("verifying the restored database", None);
@@ -227,7 +265,19 @@ pub fn restored(
         )));
     }
     let scan = if present(&conn, "vault_entries")? {
-        let scan = vault::scan(&conn, "verifying vault chains")?;
+        let scan = vault::scan_with(&conn, "verifying vault chains", checkpoint)?;
+        if scan.used_checkpoint {
+            progress::info(&format!(
+                "vault: {} entries proven by the checkpoint's digest, {} signatures verified",
+                scan.proven, scan.signatures
+            ));
+        }
+        for m in &scan.mismatched {
+            progress::warn(&format!(
+                "mandate {}: {} (since the checkpoint); verified in full: {}",
+                m["mandate_id"], m["reason"], m["verified_in_full"]
+            ));
+        }
         if !scan.broken.is_empty() {
             for b in &scan.broken {
                 progress::warn(&format!(
