@@ -163,7 +163,7 @@ fn inspect_shows_the_manifest_without_running() {
         .as_array()
         .expect("imports")
         .iter()
-        .any(|i| i == "opshost:plugin/fs@0.1.0"));
+        .any(|i| i == "opshost:plugin/fs@0.2.0"));
     assert_eq!(v["sha256"].as_str().map(str::len), Some(64));
 }
 
@@ -225,7 +225,7 @@ fn a_plugin_built_for_another_contract_is_refused() {
         &path,
         patched(
             "noop",
-            "opshost:plugin/progress@0.1.0",
+            "opshost:plugin/progress@0.2.0",
             "opshost:plugin/progress@0.9.0",
         ),
     )

@@ -8,7 +8,8 @@ use crate::policy::{Capability, Grant};
 
 /// The contract this host implements (`wit/` package version).
 pub const WIT_PACKAGE: &str = "opshost:plugin";
-pub const WIT_VERSION: semver::Version = semver::Version::new(0, 1, 0);
+/// 0.2.0: the container interface became a `deployment` handle (`open`).
+pub const WIT_VERSION: semver::Version = semver::Version::new(0, 2, 0);
 pub const HOST_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The top-level imports and exports of a component, by name.
@@ -142,17 +143,18 @@ mod tests {
 
     #[test]
     fn contract_versions() {
-        assert!(contract_compatible(&semver::Version::new(0, 1, 0)));
-        assert!(!contract_compatible(&semver::Version::new(0, 2, 0)));
-        assert!(!contract_compatible(&semver::Version::new(0, 1, 1)));
-        assert!(!contract_compatible(&semver::Version::new(1, 1, 0)));
+        assert!(contract_compatible(&semver::Version::new(0, 2, 0)));
+        assert!(!contract_compatible(&semver::Version::new(0, 1, 0)));
+        assert!(!contract_compatible(&semver::Version::new(0, 3, 0)));
+        assert!(!contract_compatible(&semver::Version::new(0, 2, 1)));
+        assert!(!contract_compatible(&semver::Version::new(1, 2, 0)));
     }
 
     #[test]
     fn undeclared_capability_import_is_refused() {
         let world = World {
             imports: vec![
-                "opshost:plugin/fs@0.1.0".into(),
+                "opshost:plugin/fs@0.2.0".into(),
                 "wasi:cli/stdout@0.2.6".into(),
             ],
             exports: vec!["run".into()],
@@ -173,7 +175,7 @@ mod tests {
             .expect_err("foreign")
             .to_string()
             .contains("does not provide"));
-        world.imports = vec!["opshost:plugin/progress@0.2.0".into()];
+        world.imports = vec!["opshost:plugin/progress@0.3.0".into()];
         assert!(world
             .check(&[])
             .expect_err("newer")
