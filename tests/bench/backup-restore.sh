@@ -6,7 +6,11 @@
 #   restore / raw single-stream `pg_restore --no-owner --no-acl` (the vendor
 #             script's restore), and the pg_restore phase inside it alone
 #   peak memory (max RSS) of the opshost process during both
-#   vault-scan entries per second
+#   vault-scan entries per second (a --full scan)
+#   a second vault-scan of the unchanged vault / the first (the checkpoint
+#             proves old entries by digest instead of signatures)
+#   the whole restore of a backup taken over a verified vault (its manifest
+#             carries the checkpoint) / raw single-stream `pg_restore`
 # Uses an external-mode stand-in (project opshost-bench, ports 24021/24022)
 # on the test cluster of tests/pg.sh, seeded until the database reaches
 # BENCH_BYTES (default 1 GiB). Prints a markdown table (also written to
@@ -136,8 +140,27 @@ for l in open('$work/audit.ndjson'):
     if e.get('capability')=='db' and e.get('verb')=='restore': print(e['duration_us']/1e6)
 ")
 
-opshost vault_scan
+# The restore wrote a checkpoint of what it verified: the first scan
+# ignores it (--full), the second proves the unchanged vault by digest.
+opshost vault_scan -- --full
 scan=$wall; rss_scan=$rss
+opshost vault_scan
+scan2=$wall; rss_scan2=$rss
+vault_facts() { python3 -c "
+import json,sys
+r=[json.loads(l) for l in open('$work/out.ndjson') if '\"event\":\"result\"' in l][-1]
+d=r['data']; d=d.get('vault', d) if isinstance(d, dict) else json.loads(d)
+print(d['proven_by_checkpoint'], d['signatures_verified'])
+"; }
+read -r scan2_proven scan2_signatures < <(vault_facts)
+
+# A backup over the verified vault records the checkpoint; its restore's
+# vault check proves the entries by digest against the restored database.
+opshost backup -- --keep 1
+covered_file=$(ls "$install/backup" | grep '^backup-' | tail -1)
+opshost restore -- "$covered_file" --yes --jobs 2
+covered_restore=$wall; rss_covered=$rss
+read -r covered_proven covered_signatures < <(vault_facts)
 
 best() { printf '%s\n' "$@" | sort -g | head -1; }
 rd=$(best "${raw_dump[@]}"); ob=$(best "${ops_backup[@]}")
@@ -150,7 +173,9 @@ Database: $size, $entries vault entries ($(nproc) cores, $(date -u +%Y-%m-%d)); 
 | restore, whole operation | $(seconds "$ops_restore") s | raw single-stream \`pg_restore\` $(seconds "$raw_restore") s | $(ratio "$ops_restore" "$raw_restore") |
 | restore, the pg_restore -j 2 phase | $(seconds "$restore_phase") s | raw single-stream \`pg_restore\` $(seconds "$raw_restore") s | $(ratio "$restore_phase" "$raw_restore") |
 | opshost peak RSS during backup / restore | $(( $(best "${ops_rss_b[@]}") / 1024 )) MiB / $((ops_rss_r / 1024)) MiB | | |
-| vault-scan | $(seconds "$scan") s, $(python3 -c "print(int($entries/$scan))") entries/s, peak RSS $((rss_scan / 1024)) MiB | | |
+| vault-scan (--full) | $(seconds "$scan") s, $(python3 -c "print(int($entries/$scan))") entries/s, peak RSS $((rss_scan / 1024)) MiB | | |
+| vault-scan, second of the unchanged vault | $(seconds "$scan2") s ($scan2_proven entries proven by the checkpoint, $scan2_signatures signatures verified), peak RSS $((rss_scan2 / 1024)) MiB | first (--full) scan $(seconds "$scan") s | $(ratio "$scan2" "$scan") |
+| restore of a backup covered by a checkpoint, whole operation | $(seconds "$covered_restore") s ($covered_proven entries proven, $covered_signatures signatures verified), peak RSS $((rss_covered / 1024)) MiB | raw single-stream \`pg_restore\` $(seconds "$raw_restore") s | $(ratio "$covered_restore" "$raw_restore") |
 
 Runs: raw pg_dump ${raw_dump[*]} s; opshost backup ${ops_backup[*]} s.
 Last backup's host calls: $phases.

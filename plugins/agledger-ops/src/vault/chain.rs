@@ -48,21 +48,53 @@ impl Walk {
     /// [`Signed`] to verify (in batches, by the host) when the entry is
     /// otherwise sound and the chain unbroken so far.
     pub fn check(&mut self, e: &Entry<'_>, keys: &HashMap<String, VerifyingKey>) -> Option<Signed> {
+        self.step(e, keys, true)
+    }
+
+    /// [`Walk::check`] for an entry whose signature a checkpoint's digest
+    /// covers: the same chain, payload-hash and key checks, without
+    /// decoding the signature for a verification that will not happen.
+    pub fn check_covered(&mut self, e: &Entry<'_>, keys: &HashMap<String, VerifyingKey>) {
+        self.step(e, keys, false);
+    }
+
+    fn step(
+        &mut self,
+        e: &Entry<'_>,
+        keys: &HashMap<String, VerifyingKey>,
+        want_signature: bool,
+    ) -> Option<Signed> {
         self.entries += 1;
         let mut signed = None;
         if self.first_break.is_none() {
-            match problem(e, self.expected, self.previous.as_deref(), keys) {
+            let found = chain_problem(e, self.expected, self.previous.as_deref())
+                .and_then(|()| key_of(e, keys))
+                .and_then(|key| {
+                    if want_signature {
+                        signed_by(e, key).map(Some)
+                    } else {
+                        Ok(None)
+                    }
+                });
+            match found {
                 Err(reason) => {
                     self.first_break = Some(Break {
                         position: e.position,
                         reason,
                     })
                 }
-                Ok(s) => signed = Some(s),
+                Ok(s) => signed = s,
             }
         }
         self.expected = e.position + 1;
-        self.previous = Some(e.payload_hash.to_string());
+        // Reuse the buffer: this runs once per entry.
+        match &mut self.previous {
+            Some(p) => {
+                p.clear();
+                p.push_str(e.payload_hash);
+            }
+            None => self.previous = Some(e.payload_hash.to_string()),
+        }
         signed
     }
 }
@@ -95,12 +127,7 @@ pub fn verify_here(jobs: &[Signed]) -> Vec<bool> {
         .collect()
 }
 
-fn problem(
-    e: &Entry<'_>,
-    expected: i64,
-    previous: Option<&str>,
-    keys: &HashMap<String, VerifyingKey>,
-) -> Result<Signed, String> {
+fn chain_problem(e: &Entry<'_>, expected: i64, previous: Option<&str>) -> Result<(), String> {
     if e.position != expected {
         return Err(format!(
             "position {} where {expected} was expected (an entry is missing or duplicated)",
@@ -117,15 +144,27 @@ fn problem(
             )
         });
     }
-    if hex::encode(Sha256::digest(e.payload.as_bytes())) != e.payload_hash {
+    let mut hex = [0u8; 64];
+    let encoded = hex::encode_to_slice(Sha256::digest(e.payload.as_bytes()), &mut hex);
+    if encoded.is_err() || hex.as_slice() != e.payload_hash.as_bytes() {
         return Err("payload_hash is not the SHA-256 of the payload (payload altered)".into());
     }
-    let Some(key) = keys.get(e.key_id) else {
-        return Err(format!(
+    Ok(())
+}
+
+fn key_of<'k>(
+    e: &Entry<'_>,
+    keys: &'k HashMap<String, VerifyingKey>,
+) -> Result<&'k VerifyingKey, String> {
+    keys.get(e.key_id).ok_or_else(|| {
+        format!(
             "signed by key {} which vault_signing_keys does not hold",
             e.key_id
-        ));
-    };
+        )
+    })
+}
+
+fn signed_by(e: &Entry<'_>, key: &VerifyingKey) -> Result<Signed, String> {
     let signature = B64
         .decode(e.signature.trim())
         .ok()
@@ -207,5 +246,26 @@ mod tests {
         assert_eq!(verify_here(&[job]), vec![false]);
         let good = Walk::new().check(&entry(1, "one", &h1, None, &s1), &keys);
         assert_eq!(verify_here(&[good.expect("job")]), vec![true]);
+
+        // Covered by a checkpoint: the signature is not looked at, the
+        // chain and the payload hash still are.
+        let mut covered = Walk::new();
+        covered.check_covered(&entry(1, "one", &h1, None, "not base64"), &keys);
+        assert_eq!(covered.first_break, None);
+        covered.check_covered(&entry(2, "TWO", &h2, Some(&h1), &s2), &keys);
+        assert!(covered
+            .first_break
+            .expect("break")
+            .reason
+            .contains("payload altered"));
+        let mut unknown = Walk::new();
+        let mut e = entry(1, "one", &h1, None, &s1);
+        e.key_id = "gone";
+        unknown.check_covered(&e, &keys);
+        assert!(unknown
+            .first_break
+            .expect("break")
+            .reason
+            .contains("does not hold"));
     }
 }

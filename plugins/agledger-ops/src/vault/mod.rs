@@ -267,7 +267,15 @@ impl<'a> Walker<'a> {
         let Some(m) = self.current.as_mut() else {
             return;
         };
-        let job = m.walk.check(e, self.keys);
+        // Until the mark is reached (or once the mandate is to be verified
+        // in full anyway) no signature of it is verified in this pass.
+        let job = match m.against {
+            Against::Pending(_) | Against::Mismatch(..) => {
+                m.walk.check_covered(e, self.keys);
+                None
+            }
+            Against::Unmarked | Against::Proven => m.walk.check(e, self.keys),
+        };
         m.digest
             .add(e, self.keys.get(e.key_id).map(|k| k.as_bytes()));
         m.last = e.position;
