@@ -4,7 +4,7 @@
 
 use agledger_ops::deployment::{self as dep, API, CONTAINERS};
 use agledger_ops::restore::{self as restoring, swap, verify};
-use agledger_ops::vault::checkpoint::Checkpoint;
+use agledger_ops::vault::checkpoint::{self, Checkpoint};
 use agledger_ops::{artifact, release};
 use opshost_sdk::runbook::{text_field, Runbook, State, Step};
 use opshost_sdk::{container, db, fs, progress, Context, Result};
@@ -161,6 +161,14 @@ fn check(r: &mut Rollback) -> Result<()> {
             "vault: {} chains, {} entries, none broken ({} proven by the digest of what the restore step verified, {} signatures verified)",
             scan.mandates, scan.entries, scan.proven, scan.signatures
         ));
+        // The rolled-back database is the live one now (this is the last
+        // step that can fail): the next scan starts from what was verified.
+        if let Err(e) = fs::open("backups").and_then(|d| checkpoint::save(&d, &scan.checkpoint)) {
+            progress::warn(&format!(
+                "the vault checkpoint was not updated ({}): the next vault-scan verifies what it cannot prove",
+                opshost_sdk::describe(&e)
+            ));
+        }
     }
     Ok(())
 }

@@ -53,6 +53,8 @@ pub fn put_back(dir: &opshost_sdk::fs::Dir, backup: &str, live: &str, id: &str) 
     let restoring = format!("{live}_restoring_{id}");
     let ready = format!("{live}_rollback_{id}");
     let replaced = format!("{live}_replaced_{id}");
+    // What this run verified, for the checkpoint once it is live.
+    let mut verified = None;
     if !swap::exists(&replaced)? {
         if !swap::exists(&ready)? {
             drop_if_exists(&restoring)?;
@@ -69,7 +71,7 @@ pub fn put_back(dir: &opshost_sdk::fs::Dir, backup: &str, live: &str, id: &str) 
                 )
             });
             crate::remove_tree(dir, &staging);
-            restored?;
+            verified = restored?.vault.map(|scan| scan.checkpoint);
             db::rename_database(DB, &restoring, &ready)?;
         }
         swap::stop_services()?;
@@ -79,6 +81,14 @@ pub fn put_back(dir: &opshost_sdk::fs::Dir, backup: &str, live: &str, id: &str) 
     }
     if swap::exists(&ready)? && !swap::exists(live)? {
         swap::rename(&ready, live)?;
+        if let Some(checkpoint) = verified {
+            if let Err(e) = crate::vault::checkpoint::save(dir, &checkpoint) {
+                progress::warn(&format!(
+                    "the vault checkpoint was not updated ({}): the next vault-scan verifies what it cannot prove",
+                    opshost_sdk::describe(&e)
+                ));
+            }
+        }
     }
     if let Err(e) = db::drop_database(DB, &replaced) {
         progress::warn(&format!(
