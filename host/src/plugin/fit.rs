@@ -186,6 +186,22 @@ impl<'a> Targets<'a> {
     }
 }
 
+impl Targets<'_> {
+    /// The version check for this plugin's run: its target, and whether
+    /// `--force-version` was given.
+    pub async fn check(
+        &mut self,
+        manifest: &Manifest,
+        force: bool,
+    ) -> Result<VersionCheck, crate::runtime::RunError> {
+        let target = self
+            .for_manifest(manifest)
+            .await
+            .map_err(crate::runtime::RunError::Config)?;
+        Ok(VersionCheck { target, force })
+    }
+}
+
 enum Which<'c> {
     Source(&'c str, &'c VersionFrom),
     Nothing(String),

@@ -169,14 +169,7 @@ pub async fn pick(
     let mut judged = Vec::with_capacity(found.len());
     let mut checks = Vec::with_capacity(found.len());
     for plugin in &found {
-        let target = targets
-            .for_manifest(&plugin.manifest)
-            .await
-            .map_err(RunError::Config)?;
-        let check = VersionCheck {
-            target,
-            force: false,
-        };
+        let check = targets.check(&plugin.manifest, false).await?;
         let verdict = admit(plugin, &check).map_err(|e| one_line(plugin, &check.target, &e));
         judged.push(Judged {
             label: label(plugin),
@@ -292,14 +285,9 @@ pub async fn resolve(
     let mut targets = Targets::new(config, wanted.deployment);
     if !is_name(wanted.arg) {
         let plugin = PluginFile::load(wanted.arg).map_err(RunError::Config)?;
-        let target = targets
-            .for_manifest(&plugin.manifest)
-            .await
-            .map_err(RunError::Config)?;
-        let check = VersionCheck {
-            target,
-            force: wanted.force_version,
-        };
+        let check = targets
+            .check(&plugin.manifest, wanted.force_version)
+            .await?;
         return Ok((plugin, check));
     }
     let name = wanted.arg.to_string_lossy();
