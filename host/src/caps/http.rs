@@ -128,7 +128,7 @@ fn effect_of(method: &Method) -> Effect {
 /// records the hop's grant too).
 fn check_hop(run: &RunContext, api: &str, method: &Method, rel: &str) -> Result<(), CapError> {
     let wanted = needed_grant(api, method, rel);
-    if run.permits(&wanted, &format!("{method} {rel} (redirect)")) {
+    if run.permits(&wanted, || format!("{method} {rel} (redirect)")) {
         Ok(())
     } else {
         Err(CapError::missing(&wanted, &format!("{method} {rel}")))

@@ -139,10 +139,12 @@ impl Gate {
         self.learned.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
-    fn record_use(&self, wanted: &Grant, evidence: String) {
+    /// Learn mode only: the evidence is built only then (every host call
+    /// passes here; in a plain run it costs a comparison).
+    fn record_use(&self, wanted: &Grant, evidence: impl FnOnce() -> String) {
         if self.mode == Mode::Learn {
             if let Ok(mut learned) = self.learned.lock() {
-                learned.record(wanted, evidence);
+                learned.record(wanted, evidence());
             }
         }
     }
@@ -160,9 +162,8 @@ impl Call {
     /// Denied: the audit line is written here and the error returned.
     pub fn gate(mut self, wanted: &Grant, effect: Effect) -> Result<Call, CapError> {
         let run = self.context();
-        let what = self.describe();
-        if !run.permits(wanted, &what) {
-            let denied = CapError::missing(wanted, &what);
+        if !run.permits(wanted, || self.describe()) {
+            let denied = CapError::missing(wanted, &self.describe());
             run.gate.record_denial(wanted, &denied.to_string());
             return Err(self.deny(denied));
         }
@@ -185,10 +186,10 @@ impl RunContext {
     /// Is `wanted` granted? In learn mode a granted use is recorded, with
     /// `evidence` (the call in a few words). For checks inside a call that
     /// already passed the gate (a redirect hop); calls use [`Call::gate`].
-    pub fn permits(&self, wanted: &Grant, evidence: &str) -> bool {
+    pub fn permits(&self, wanted: &Grant, evidence: impl FnOnce() -> String) -> bool {
         let granted = self.grants.allows(wanted);
         if granted {
-            self.gate.record_use(wanted, evidence.to_string());
+            self.gate.record_use(wanted, evidence);
         }
         granted
     }
